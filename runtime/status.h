@@ -76,6 +76,7 @@ class [[nodiscard]] Result {
   T* operator->() { return &*value_; }
   const T* operator->() const { return &*value_; }
   T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
   T value_or(T fallback) const { return ok() ? *value_ : std::move(fallback); }
 
  private:

@@ -1,0 +1,47 @@
+// The `tlt` command.
+#include <iostream>
+#include <string>
+
+#include "cli/cluster_commands.h"
+#include "cli/flags.h"
+#include "runtime/cluster.h"
+
+namespace {
+
+const char* kUsage = R"(usage: tlt COMMAND [flags]
+
+cluster:
+  tlt start --head [--port P] [--bind HOST] [--simulated-gpus TYPE:N[,TYPE:N]] [--token T]
+  tlt start --address HOST:PORT [--simulated-gpus ...] [--token T]
+  tlt stop [--address HOST:PORT] [--token T]
+  tlt status [--address HOST:PORT] [--json]
+  tlt list actors [--state STATE] [--json]
+  tlt get actor ID|NAME [--json]
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tlt::Init(argc, argv);
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
+    std::cout << kUsage;
+    return argc < 2 ? 2 : 0;
+  }
+  auto flags = tlt::cli::Flags::Parse(argc, argv, 1);
+  if (!flags.ok()) {
+    std::cerr << "tlt: " << flags.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  const auto& w = flags->words();
+  const std::string cmd = w.empty() ? "" : w[0];
+  const std::string sub = w.size() > 1 ? w[1] : "";
+  if (cmd == "start") return tlt::cli::StartCommand(*flags);
+  if (cmd == "stop") return tlt::cli::StopCommand(*flags);
+  if (cmd == "status") return tlt::cli::StatusCommand(*flags);
+  if (cmd == "list" && sub == "actors") return tlt::cli::ListActorsCommand(*flags);
+  if (cmd == "get" && sub == "actor") return tlt::cli::GetActorCommand(*flags);
+  if (cmd == "_head") return tlt::cli::HeadMain(*flags);
+  if (cmd == "_node") return tlt::cli::NodeMain(*flags);
+  std::cerr << "tlt: unknown command '" << cmd << (sub.empty() ? "" : " " + sub) << "'\n" << kUsage;
+  return 2;
+}
