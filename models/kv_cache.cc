@@ -1,0 +1,115 @@
+#include "models/kv_cache.h"
+
+#include <glog/logging.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#ifdef TLT_MODELS_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace tlt::models {
+
+KvCacheOptions KvCacheOptions::ForModel(const ModelConfig& config, int64_t max_slots,
+                                        int64_t max_length, torch::Dtype dtype,
+                                        torch::Device device) {
+  KvCacheOptions o;
+  o.num_layers = config.num_hidden_layers;
+  o.num_kv_heads = config.num_key_value_heads;
+  o.head_dim = config.head_dim;
+  o.max_slots = max_slots;
+  o.max_length = max_length;
+  o.dtype = dtype;
+  o.device = device;
+  return o;
+}
+
+int64_t KvCacheOptions::BytesPerSlot() const {
+  return 2 * num_layers * max_length * num_kv_heads * head_dim *
+         static_cast<int64_t>(c10::elementSize(dtype));
+}
+
+int64_t KvCacheOptions::Bytes() const { return max_slots * BytesPerSlot(); }
+
+int64_t KvCacheOptions::SlotsForBudget(int64_t budget_bytes) const {
+  const int64_t per_slot = BytesPerSlot();
+  return per_slot <= 0 ? 0 : budget_bytes / per_slot;
+}
+
+KvCache::KvCache(const KvCacheOptions& options)
+    : options_(options), allocated_(options.max_slots, false), lengths_(options.max_slots, 0) {
+  released_ = true;
+  CHECK_OK(Recreate());
+}
+
+Result<int64_t> KvCache::AllocateSlot() {
+  if (released_) return Unavailable("KV cache is released");
+  for (int64_t s = 0; s < options_.max_slots; ++s) {
+    if (!allocated_[s]) {
+      allocated_[s] = true;
+      lengths_[s] = 0;
+      return s;
+    }
+  }
+  return Unavailable("all " + std::to_string(options_.max_slots) + " KV-cache slots are in use");
+}
+
+Status KvCache::FreeSlot(int64_t slot) {
+  if (!is_allocated(slot)) return InvalidArgument("KV-cache slot " + std::to_string(slot) + " is not allocated");
+  allocated_[slot] = false;
+  lengths_[slot] = 0;
+  return Status::OK();
+}
+
+bool KvCache::is_allocated(int64_t slot) const {
+  return slot >= 0 && slot < options_.max_slots && allocated_[slot];
+}
+
+int64_t KvCache::num_free_slots() const {
+  if (released_) return 0;
+  return static_cast<int64_t>(std::count(allocated_.begin(), allocated_.end(), false));
+}
+
+Status KvCache::SetLength(int64_t slot, int64_t length) {
+  if (!is_allocated(slot)) return InvalidArgument("KV-cache slot " + std::to_string(slot) + " is not allocated");
+  if (length < 0 || length > options_.max_length) {
+    return InvalidArgument("KV-cache length " + std::to_string(length) + " outside [0, " +
+                           std::to_string(options_.max_length) + "]");
+  }
+  lengths_[slot] = length;
+  return Status::OK();
+}
+
+void KvCache::Release() {
+  for (auto& t : keys_) t = torch::Tensor();
+  for (auto& t : values_) t = torch::Tensor();
+  std::fill(allocated_.begin(), allocated_.end(), false);
+  std::fill(lengths_.begin(), lengths_.end(), 0);
+  released_ = true;
+#ifdef TLT_MODELS_CUDA
+  if (options_.device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
+Status KvCache::Recreate() {
+  if (!released_) return Status::OK();
+  try {
+    auto opts = torch::TensorOptions().dtype(options_.dtype).device(options_.device);
+    const std::vector<int64_t> shape = {options_.max_slots, options_.max_length,
+                                        options_.num_kv_heads, options_.head_dim};
+    keys_.resize(options_.num_layers);
+    values_.resize(options_.num_layers);
+    for (int64_t l = 0; l < options_.num_layers; ++l) {
+      keys_[l] = torch::zeros(shape, opts);
+      values_[l] = torch::zeros(shape, opts);
+    }
+  } catch (const c10::Error& e) {
+    for (auto& t : keys_) t = torch::Tensor();
+    for (auto& t : values_) t = torch::Tensor();
+    return Unavailable(std::string("allocating the KV cache: ") + e.what_without_backtrace());
+  }
+  released_ = false;
+  return Status::OK();
+}
+
+}  // namespace tlt::models
