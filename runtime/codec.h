@@ -119,7 +119,11 @@ template <typename T, typename Enable = void>
 struct Codec;  // No codec for this type: specialize tlt::Codec<T> or use TLT_CODEC_FIELDS.
 
 template <typename T>
-void EncodeValue(Encoder& e, const T& v) { Codec<T>::Encode(e, v); }
+void EncodeValue(Encoder& e, const T& v) {
+  // String literals (char arrays) encode through Codec<const char*>.
+  using D = std::conditional_t<std::is_array_v<T>, const std::remove_extent_t<T>*, T>;
+  Codec<D>::Encode(e, v);
+}
 template <typename T>
 Status DecodeValue(Decoder& d, T* out) { return Codec<T>::Decode(d, out); }
 
