@@ -73,6 +73,7 @@ class Controller {
     uint64_t request_id = 0;
     int64_t start_ms = 0;
     std::string target_worker;
+    bool same_allocation = false;  // the target reuses the actor's own allocation
   };
   struct ActorRecord {
     ActorInfo info;

@@ -369,16 +369,27 @@ void Controller::OnMigrateActor(const InMessage& msg) {
   Result<Allocation> placed = PlaceActor(NodeViews(target.empty() ? actor.info.node_id : ""),
                                          actor.request, opts);
   if (!placed.ok() && target.empty()) placed = PlaceActor(NodeViews(), actor.request, opts);
+  // No free room anywhere: a new worker on the same node takes over the actor's own
+  // allocation (its GPUs and CPUs move with it).
+  bool same_allocation = false;
+  auto current = workers_.find(actor.info.worker_id);
+  if (!placed.ok() && (target.empty() || target == actor.info.node_id) && current != workers_.end()) {
+    placed = current->second.allocation;
+    same_allocation = true;
+  }
   if (!placed.ok()) {
     Reply(msg.routing_id(), request_id, placed.status().WithContext("no place to migrate to"));
     return;
   }
-  Status st = Reserve(&nodes_[placed->node_id].info.available, *placed);
-  if (!st.ok()) {
-    Reply(msg.routing_id(), request_id, st);
-    return;
+  if (!same_allocation) {
+    Status st = Reserve(&nodes_[placed->node_id].info.available, *placed);
+    if (!st.ok()) {
+      Reply(msg.routing_id(), request_id, st);
+      return;
+    }
   }
   actor.migration = std::make_unique<PendingMigration>();
+  actor.migration->same_allocation = same_allocation;
   actor.migration->requester = msg.routing_id();
   actor.migration->request_id = request_id;
   actor.migration->start_ms = clock_->NowMs();
@@ -398,6 +409,7 @@ void Controller::FinishMigration(const std::string& actor_id, const Status& stat
   if (!status.ok() || target == workers_.end()) {
     Status failure = status.ok() ? Unavailable("target worker is gone") : status;
     if (target != workers_.end()) {
+      if (m->same_allocation) target->second.allocation = Allocation{};
       ReleaseWorker(target->second);
       StopWorker(m->target_worker);
       target->second.actor_id.clear();
@@ -408,6 +420,7 @@ void Controller::FinishMigration(const std::string& actor_id, const Status& stat
   }
   auto old = workers_.find(actor.info.worker_id);
   if (old != workers_.end()) {
+    if (m->same_allocation) old->second.allocation = Allocation{};  // now the new worker's
     ReleaseWorker(old->second);
     old->second.actor_id.clear();
     const std::string old_id = old->first;
