@@ -1,0 +1,190 @@
+#include "models/engine.h"
+
+#include <glog/logging.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+
+namespace tlt::models {
+
+const char* FinishReasonName(FinishReason reason) {
+  return reason == FinishReason::kStop ? "stop" : "length";
+}
+
+Engine::Engine(Transformer model, const EngineOptions& options)
+    : model_(std::move(model)), options_(options) {}
+
+Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOptions& options) {
+  if (options.max_batch_size <= 0 || options.max_sequence_length <= 1) {
+    return InvalidArgument("engine: max_batch_size must be > 0 and max_sequence_length > 1");
+  }
+  std::unique_ptr<Engine> engine(new Engine(std::move(model), options));
+  try {
+    engine->model_->to(options.device, options.dtype);
+    engine->model_->eval();
+    engine->cache_ = std::make_unique<KvCache>(
+        KvCacheOptions::ForModel(engine->model_->config(), options.max_batch_size,
+                                 options.max_sequence_length, options.dtype, options.device));
+  } catch (const c10::Error& e) {
+    return Internal(std::string("creating engine: ") + e.what_without_backtrace());
+  }
+  return engine;
+}
+
+Result<RequestId> Engine::Submit(Request request, FinishCallback on_finish) {
+  const int64_t n = static_cast<int64_t>(request.prompt.size());
+  if (n < 1 || n >= options_.max_sequence_length) {
+    return InvalidArgument("prompt has " + std::to_string(n) + " tokens; need 1 .. " +
+                           std::to_string(options_.max_sequence_length - 1));
+  }
+  if (n > options_.max_prefill_tokens) {
+    return InvalidArgument("prompt longer than max_prefill_tokens");
+  }
+  const int64_t vocab = model_->config().vocab_size;
+  for (int64_t t : request.prompt) {
+    if (t < 0 || t >= vocab) return InvalidArgument("prompt token " + std::to_string(t) + " out of vocabulary");
+  }
+  if (request.max_new_tokens < 1) return InvalidArgument("max_new_tokens must be >= 1");
+  if (!(request.top_p > 0 && request.top_p <= 1)) return InvalidArgument("top_p must be in (0, 1]");
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_id_++;
+  seq->request = std::move(request);
+  seq->on_finish = std::move(on_finish);
+  const RequestId id = seq->id;
+  waiting_.push_back(std::move(seq));
+  return id;
+}
+
+Status Engine::Step() {
+  if (idle()) return Status::OK();
+  if (cache_->released()) return Unavailable("engine: KV cache is released; RecreateCache() first");
+  torch::NoGradGuard no_grad;
+  try {
+    std::vector<std::unique_ptr<Sequence>> decode = std::move(running_);
+    running_.clear();
+    std::vector<std::unique_ptr<Sequence>> admit;
+    int64_t prefill_tokens = 0;
+    while (!waiting_.empty() && cache_->num_free_slots() > 0) {
+      const int64_t n = static_cast<int64_t>(waiting_.front()->request.prompt.size());
+      if (!admit.empty() && prefill_tokens + n > options_.max_prefill_tokens) break;
+      std::unique_ptr<Sequence> seq = std::move(waiting_.front());
+      waiting_.pop_front();
+      ASSIGN_OR_RETURN(seq->slot, cache_->AllocateSlot());
+      prefill_tokens += n;
+      admit.push_back(std::move(seq));
+    }
+    if (!admit.empty()) RETURN_NOT_OK(RunBatch(std::move(admit), /*prefill=*/true));
+    if (!decode.empty()) RETURN_NOT_OK(RunBatch(std::move(decode), /*prefill=*/false));
+  } catch (const c10::Error& e) {
+    return Internal(std::string("engine step: ") + e.what_without_backtrace());
+  }
+  return Status::OK();
+}
+
+Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefill) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  std::vector<int64_t> start(B), count(B), slots(B);
+  int64_t T = 1;
+  bool want_hidden = false;
+  for (int64_t b = 0; b < B; ++b) {
+    const Sequence& s = *batch[b];
+    slots[b] = s.slot;
+    start[b] = cache_->length(s.slot);
+    count[b] = prefill ? static_cast<int64_t>(s.request.prompt.size()) : 1;
+    T = std::max(T, count[b]);
+    want_hidden = want_hidden || s.request.return_hidden_states;
+  }
+  torch::Tensor tokens = torch::zeros({B, T}, torch::kInt64);
+  auto* data = tokens.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const Sequence& s = *batch[b];
+    if (prefill) {
+      std::copy(s.request.prompt.begin(), s.request.prompt.end(), data + b * T);
+    } else {
+      data[b * T] = s.tokens.back();
+    }
+  }
+  BatchLayout layout = BatchLayout::Make(start, count, T, slots, options_.device);
+  ForwardOutput out = model_->Forward(
+      tokens.to(options_.device), layout, cache_.get(),
+      ForwardOptions().last_token_only(true).return_hidden(want_hidden));
+  std::vector<SamplingParams> params(B);
+  std::vector<uint64_t> seeds(B), counters(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const Request& r = batch[b]->request;
+    params[b] = SamplingParams{r.temperature, r.top_k, r.top_p};
+    seeds[b] = r.seed;
+    counters[b] = batch[b]->tokens.size();
+  }
+  SampledTokens sampled = Sample(out.logits, params, seeds, counters);
+  torch::Tensor hidden = want_hidden ? out.hidden.cpu() : torch::Tensor();
+  for (int64_t b = 0; b < B; ++b) {
+    std::unique_ptr<Sequence> seq = std::move(batch[b]);
+    RETURN_NOT_OK(cache_->SetLength(seq->slot, start[b] + count[b]));
+    const int64_t token = sampled.tokens[b];
+    seq->tokens.push_back(token);
+    seq->logprobs.push_back(sampled.logprobs[b]);
+    if (seq->request.return_hidden_states) seq->hidden.push_back(hidden[b].clone());
+    const auto& stops = seq->request.stop_token_ids;
+    const int64_t total = static_cast<int64_t>(seq->request.prompt.size() + seq->tokens.size());
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      Finish(std::move(seq), FinishReason::kStop);
+    } else if (static_cast<int64_t>(seq->tokens.size()) >= seq->request.max_new_tokens ||
+               total >= options_.max_sequence_length) {
+      Finish(std::move(seq), FinishReason::kLength);
+    } else {
+      running_.push_back(std::move(seq));
+    }
+  }
+  return Status::OK();
+}
+
+void Engine::Finish(std::unique_ptr<Sequence> seq, FinishReason reason) {
+  CHECK_OK(cache_->FreeSlot(seq->slot));
+  RequestResult result;
+  result.id = seq->id;
+  result.tokens = std::move(seq->tokens);
+  result.logprobs = std::move(seq->logprobs);
+  result.finish_reason = reason;
+  if (seq->request.return_hidden_states) result.hidden_states = torch::stack(seq->hidden);
+  if (seq->on_finish) seq->on_finish(result);
+}
+
+Status Engine::RunUntilIdle() {
+  while (!idle()) RETURN_NOT_OK(Step());
+  return Status::OK();
+}
+
+Result<std::vector<RequestResult>> Engine::Generate(const std::vector<Request>& requests) {
+  std::map<RequestId, size_t> index;
+  std::vector<RequestResult> results(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    ASSIGN_OR_RETURN(RequestId id, Submit(requests[i], [&results, &index](const RequestResult& r) {
+                       results[index.at(r.id)] = r;
+                     }));
+    index[id] = i;
+  }
+  RETURN_NOT_OK(RunUntilIdle());
+  return results;
+}
+
+Status Engine::LoadWeights(const CheckpointTensors& tensors) { return model_->LoadTensors(tensors); }
+
+Status Engine::LoadWeightsFromDirectory(const std::string& dir) {
+  ASSIGN_OR_RETURN(CheckpointTensors tensors, ReadCheckpointTensors(dir));
+  return LoadWeights(tensors);
+}
+
+Status Engine::ReleaseCache() {
+  if (!running_.empty()) {
+    return Unavailable("engine: cannot release the KV cache while " +
+                       std::to_string(running_.size()) + " requests run");
+  }
+  cache_->Release();
+  return Status::OK();
+}
+
+Status Engine::RecreateCache() { return cache_->Recreate(); }
+
+}  // namespace tlt::models

@@ -1,0 +1,123 @@
+// Engine: continuous-batching generation with a Transformer and a slot KV cache.
+//
+// Requests wait in FIFO order until a KV-cache slot is free, then join the running batch: each
+// Step() first prefills the newly admitted requests together (one right-padded forward, which
+// also samples their first token), then decodes one token for every request that was already
+// running (one forward of single tokens). A request leaves the batch as soon as it finishes:
+// `max_new_tokens` reached or the sequence filled its cache slot (kLength), or it sampled one of
+// its stop tokens (kStop; the stop token is included in the output). Its slot is freed at once
+// and its callback fires, from inside Step(), on the caller's thread.
+//
+// Sampling is per request (temperature, top-k, top-p) with counter-based randomness: the seed
+// alone fixes a request's tokens, whatever else is in the batch (see sampling.h). Log-probs are
+// under each request's processed distribution. With return_hidden_states the result carries, for
+// each generated token, the final hidden state (after the final norm) that predicted it.
+//
+// LoadWeights() copies new weights into the model between steps, in place: the cache is not
+// reallocated and running requests continue (their cached keys/values stay those computed with
+// the old weights). ReleaseCache() frees the cache memory while nothing is running (an idle GPU
+// lends it to drafter training); RecreateCache() takes it back before the next Step().
+//
+// Not thread-safe: one owner (a rollout actor) calls it from one thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/kv_cache.h"
+#include "models/sampling.h"
+#include "models/transformer.h"
+#include "runtime/status.h"
+
+namespace tlt::models {
+
+using RequestId = uint64_t;
+
+struct Request {
+  std::vector<int64_t> prompt;  // token ids; 1 <= size < max_sequence_length
+  int64_t max_new_tokens = 16;
+  double temperature = 1.0;  // 0: greedy
+  int64_t top_k = 0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  std::vector<int64_t> stop_token_ids;
+  bool return_hidden_states = false;
+};
+
+enum class FinishReason { kLength, kStop };
+const char* FinishReasonName(FinishReason reason);
+
+struct RequestResult {
+  RequestId id = 0;
+  std::vector<int64_t> tokens;   // generated tokens (the prompt excluded)
+  std::vector<float> logprobs;   // one per generated token
+  FinishReason finish_reason = FinishReason::kLength;
+  torch::Tensor hidden_states;   // [tokens, hidden] on CPU, model dtype; undefined unless asked
+};
+
+using FinishCallback = std::function<void(const RequestResult&)>;
+
+struct EngineOptions {
+  int64_t max_batch_size = 8;         // KV-cache slots = requests running at once
+  int64_t max_sequence_length = 512;  // prompt + generated tokens per request
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat32;  // bfloat16 on CUDA
+  int64_t max_prefill_tokens = 8192;     // prompt tokens admitted per Step (>= one prompt)
+};
+
+class Engine {
+ public:
+  // Moves `model` to options.device/dtype and allocates the cache.
+  static Result<std::unique_ptr<Engine>> Create(Transformer model, const EngineOptions& options);
+
+  // Queues a request; kInvalidArgument for an empty or too long prompt or bad sampling params.
+  Result<RequestId> Submit(Request request, FinishCallback on_finish = nullptr);
+  // One iteration (admit + prefill, decode). No-op when idle.
+  Status Step();
+  // Steps until no request is waiting or running.
+  Status RunUntilIdle();
+  // Submits all, runs until idle, returns results in the order of `requests`.
+  Result<std::vector<RequestResult>> Generate(const std::vector<Request>& requests);
+
+  // In-place weight update between steps (see the class comment).
+  Status LoadWeights(const CheckpointTensors& tensors);
+  Status LoadWeightsFromDirectory(const std::string& dir);
+  // kUnavailable while requests are running.
+  Status ReleaseCache();
+  Status RecreateCache();
+  bool cache_released() const { return cache_->released(); }
+
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  Transformer& model() { return model_; }
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Sequence {
+    RequestId id;
+    Request request;
+    FinishCallback on_finish;
+    int64_t slot = -1;
+    std::vector<int64_t> tokens;
+    std::vector<float> logprobs;
+    std::vector<torch::Tensor> hidden;
+  };
+  Engine(Transformer model, const EngineOptions& options);
+  // Forward `seqs` (prefill when `prefill`), sample one token each, retire finished ones.
+  Status RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefill);
+  void Finish(std::unique_ptr<Sequence> seq, FinishReason reason);
+
+  Transformer model_;
+  EngineOptions options_;
+  std::unique_ptr<KvCache> cache_;
+  RequestId next_id_ = 1;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
+};
+
+}  // namespace tlt::models
