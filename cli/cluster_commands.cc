@@ -320,3 +320,27 @@ int GetActorCommand(const Flags& flags) {
 }
 
 }  // namespace tlt::cli
+
+namespace tlt::cli {
+
+int ListEventsCommand(const Flags& flags) {
+  Status st = flags.Allow({"address", "token", "json"});
+  if (!st.ok()) return Fail(st);
+  auto cluster = ConnectTo(flags);
+  if (!cluster.ok()) return Fail(cluster.status());
+  auto events = (*cluster)->Events();
+  if (!events.ok()) return Fail(events.status());
+  if (flags.Has("json")) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& e : *events) j.push_back(ToJson(e));
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : *events)
+    rows.push_back({FormatTimeMs(e.time_ms), e.actor_id.empty() ? "-" : e.actor_id, e.kind, e.detail});
+  std::cout << Table({"TIME (UTC)", "ACTOR", "EVENT", "DETAIL"}, rows);
+  return 0;
+}
+
+}  // namespace tlt::cli

@@ -11,6 +11,7 @@ int StopCommand(const Flags& flags);       // tlt stop [--address HOST:PORT]
 int StatusCommand(const Flags& flags);     // tlt status [--json]
 int ListActorsCommand(const Flags& flags); // tlt list actors [--state S] [--json]
 int GetActorCommand(const Flags& flags);   // tlt get actor ID|NAME [--json]
+int ListEventsCommand(const Flags& flags); // tlt list events [--json]
 int HeadMain(const Flags& flags);          // tlt _head (daemon started by tlt start)
 int NodeMain(const Flags& flags);          // tlt _node (daemon started by tlt start)
 

@@ -17,6 +17,7 @@ cluster:
   tlt status [--address HOST:PORT] [--json]
   tlt list actors [--state STATE] [--json]
   tlt get actor ID|NAME [--json]
+  tlt list events [--json]            state changes, node joins and deaths, with timestamps
 )";
 
 }  // namespace
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   if (cmd == "stop") return tlt::cli::StopCommand(*flags);
   if (cmd == "status") return tlt::cli::StatusCommand(*flags);
   if (cmd == "list" && sub == "actors") return tlt::cli::ListActorsCommand(*flags);
+  if (cmd == "list" && sub == "events") return tlt::cli::ListEventsCommand(*flags);
   if (cmd == "get" && sub == "actor") return tlt::cli::GetActorCommand(*flags);
   if (cmd == "_head") return tlt::cli::HeadMain(*flags);
   if (cmd == "_node") return tlt::cli::NodeMain(*flags);

@@ -161,3 +161,27 @@ TEST(CodecTest, NestedPayloadsKeepFrames) {
 
 }  // namespace
 }  // namespace tlt
+
+#include "runtime/capnp_value.h"
+#include "runtime/protocol.capnp.h"
+
+namespace tlt {
+namespace {
+
+TEST(CodecTest, CapnpStructsRoundTripAndCheckTheirSchema) {
+  capnp::MallocMessageBuilder b;
+  auto info = b.initRoot<proto::ActorInfo>();
+  info.setActorId("a123");
+  info.setRestarts(4);
+  CapnpValue<proto::ActorInfo> value(b);
+  Payload p = EncodePayload(value);
+  CapnpValue<proto::ActorInfo> out;
+  ASSERT_TRUE(DecodePayload(p, &out).ok());
+  EXPECT_EQ(std::string(out.reader().getActorId()), "a123");
+  EXPECT_EQ(out.reader().getRestarts(), 4);
+  CapnpValue<proto::NodeInfo> wrong;
+  EXPECT_EQ(DecodePayload(p, &wrong).code(), ErrorCode::kCodecMismatch);
+}
+
+}  // namespace
+}  // namespace tlt
