@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Build, test and measure tlt on the GPU machine in one go (the device tool runs it from
+# the repo root with .device carried; see ../shared/device/README.md):
+#   bash scripts/gpu/check.sh [tests|fixtures|bench ...]    (default: tests fixtures)
+# Configures against PyTorch's CUDA LibTorch, builds with every core, runs ctest, makes the
+# Hugging Face reference fixtures (tarred into $OUT/hf_fixtures.tar.gz) and, when asked,
+# the GPU benchmarks. Logs land in $OUT (the device tool brings back 8 files at most).
+set -uo pipefail
+OUT=${OUT:-/tmp/tlt-gpu-out}
+mkdir -p "$OUT"
+steps=("$@")
+[ ${#steps[@]} -eq 0 ] && steps=(tests fixtures)
+want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
+summary="$OUT/summary.txt"
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+bash .device/setup-deps.sh > "$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
+source /tmp/deps/env.sh
+note "gpu: $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | head -1)"
+note "torch: $(python3 -c 'import torch; print(torch.__version__, torch.cuda.is_available())')"
+
+start=$(date +%s)
+if ! cmake -S . -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=Release > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"; exit 1
+fi
+grep -E "^-- tlt:" "$OUT/build.log" | tee -a "$summary"
+if ! cmake --build /tmp/build -j "$(nproc)" >> "$OUT/build.log" 2>&1; then
+  grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
+fi
+note "build: $(( $(date +%s) - start )) s"
+
+if want fixtures && [ -f scripts/hf/make_fixtures.py ]; then
+  rm -rf /tmp/hf && mkdir -p /tmp/hf
+  if PYTHONUNBUFFERED=1 python3 scripts/hf/make_fixtures.py --out /tmp/hf > "$OUT/fixtures.log" 2>&1; then
+    tar -czf "$OUT/hf_fixtures.tar.gz" -C /tmp/hf .
+    note "fixtures: $(du -sh /tmp/hf | cut -f1) in hf_fixtures.tar.gz"
+  else
+    note "fixtures: FAILED (see fixtures.log)"; tail -20 "$OUT/fixtures.log"
+  fi
+fi
+
+if want tests; then
+  (cd /tmp/build && TLT_TEST_DEVICE=cuda ctest -j 8 --timeout 600 --output-on-failure > "$OUT/ctest.log" 2>&1)
+  note "tests: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
+  grep -E "^\s+[0-9]+ - " "$OUT/ctest.log" | head -20 | tee -a "$summary"
+fi
+
+if want bench; then
+  for b in bench/gpu_*.sh; do
+    [ -f "$b" ] || continue
+    note "== $b"
+    bash "$b" /tmp/build "$OUT" 2>&1 | tail -30 | tee -a "$summary"
+  done
+fi
+cat "$summary"
