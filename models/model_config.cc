@@ -121,15 +121,27 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
   RETURN_NOT_OK(GetBool(j, "tie_word_embeddings", source, &c.tie_word_embeddings));
   RETURN_NOT_OK(GetBool(j, "attention_bias", source, &c.attention_bias));
   if (type == "qwen2") c.attention_bias = true;
-  if (auto it = j.find("torch_dtype"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) return KeyError("torch_dtype", source, "must be a string");
-    c.torch_dtype = it->get<std::string>();
+  // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
+  for (const char* key : {"dtype", "torch_dtype"}) {
+    if (auto it = j.find(key); it != j.end() && !it->is_null()) {
+      if (!it->is_string()) return KeyError(key, source, "must be a string");
+      c.torch_dtype = it->get<std::string>();
+      break;
+    }
   }
-  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
+  // transformers 5 moves rope_theta into "rope_parameters"; older ones may set "rope_scaling".
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_object()) return KeyError(key, source, "must be an object");
     std::string kind = it->value("rope_type", it->value("type", std::string("default")));
     if (kind != "default") {
-      return KeyError("rope_scaling", source, "type '" + kind + "' is not supported");
+      return KeyError(key, source, "rope type '" + kind + "' is not supported");
     }
+    RETURN_NOT_OK(GetDouble(*it, "rope_theta", source + " (" + key + ")", &c.rope_theta, false));
+  }
+  if (auto it = j.find("use_sliding_window"); it != j.end() && it->is_boolean() && it->get<bool>()) {
+    return KeyError("use_sliding_window", source, "is true; sliding-window attention is not supported");
   }
   RETURN_NOT_OK(GetIds(j, "bos_token_id", source, &c.bos_token_ids));
   RETURN_NOT_OK(GetIds(j, "eos_token_id", source, &c.eos_token_ids));

@@ -140,8 +140,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
                   k.index({layout.valid_rows, layout.valid_cols}).to(kc.scalar_type()));
     vc.index_put_({slot_of_token, pos_of_token},
                   v.index({layout.valid_rows, layout.valid_cols}).to(vc.scalar_type()));
-    k = kc.index_select(0, layout.slots).narrow(1, 0, layout.context_length).to(x.scalar_type());
-    v = vc.index_select(0, layout.slots).narrow(1, 0, layout.context_length).to(x.scalar_type());
+    k = kc.narrow(1, 0, layout.context_length).index_select(0, layout.slots).to(x.scalar_type());
+    v = vc.narrow(1, 0, layout.context_length).index_select(0, layout.slots).to(x.scalar_type());
   }
   const int64_t K = k.size(1);
   const int64_t group = num_heads_ / num_kv_heads_;

@@ -42,6 +42,22 @@ TEST(ModelConfigTest, LlamaDefaults) {
   EXPECT_FALSE(c->tie_word_embeddings);
 }
 
+TEST(ModelConfigTest, NewerTransformersKeys) {
+  auto c = ParseModelConfig(R"({"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
+    "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 100, "rms_norm_eps": 1e-5,
+    "dtype": "bfloat16", "rope_parameters": {"rope_type": "default", "rope_theta": 5000.0},
+    "use_sliding_window": false})",
+                            "new.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
+  EXPECT_DOUBLE_EQ(c->rope_theta, 5000.0);
+  auto yarn = ParseModelConfig(R"({"model_type": "llama", "hidden_size": 32,
+    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 100,
+    "rms_norm_eps": 1e-5, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})", "y.json");
+  ASSERT_FALSE(yarn.ok());
+  EXPECT_NE(yarn.status().message().find("yarn"), std::string::npos);
+}
+
 TEST(ModelConfigTest, ErrorsNameKeyAndFile) {
   auto c = ParseModelConfig(R"({"model_type": "llama", "hidden_size": 32})", "dir/config.json");
   ASSERT_FALSE(c.ok());
