@@ -139,6 +139,7 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const std::string& 
       !model["vocab"].is_object() || !model.contains("merges") || !model["merges"].is_array()) {
     return bad("model must be BPE with vocab and merges");
   }
+  t->ignore_merges_ = model.value("ignore_merges", false);
   int64_t max_id = -1;
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
     const int64_t id = it.value().get<int64_t>();
@@ -208,6 +209,15 @@ std::vector<std::string> BpeTokenizer::PreTokenize(const std::string& text) cons
 }
 
 Status BpeTokenizer::EncodeWord(const std::string& piece, std::vector<int64_t>* out) const {
+  if (ignore_merges_) {  // a word that is a whole token is emitted as is (Llama-3)
+    std::string mapped;
+    for (unsigned char b : piece) mapped += byte_to_unicode_[b];
+    auto it = token_to_id_.find(mapped);
+    if (it != token_to_id_.end()) {
+      out->push_back(it->second);
+      return Status::OK();
+    }
+  }
   std::vector<int64_t> symbols;
   symbols.reserve(piece.size());
   for (unsigned char b : piece) symbols.push_back(token_to_id_.at(byte_to_unicode_[b]));

@@ -55,7 +55,8 @@ class CharTokenizer : public Tokenizer {
 // NFC, which holds for ASCII and precomposed text), the Qwen2 pre-tokenizer split (or Llama-3's,
 // with up to 3 digits per number), implemented by a hand-written scanner with the regex's
 // leftmost-first semantics, GPT-2 byte-to-unicode mapping, merges by rank, added tokens split
-// out first. Decode writes raw bytes (invalid UTF-8 is passed through, not replaced).
+// out first; `ignore_merges` honoured. Encode adds no BOS/EOS (the post-processor is not applied).
+// Decode writes raw bytes (invalid UTF-8 is passed through, not replaced).
 class BpeTokenizer : public Tokenizer {
  public:
   // Fails naming the file for unsupported normalizers, pre-tokenizers or models.
@@ -79,6 +80,7 @@ class BpeTokenizer : public Tokenizer {
   Status EncodeWord(const std::string& piece, std::vector<int64_t>* out) const;
 
   int max_digits_ = 1;  // Qwen2: \p{N}; Llama-3: \p{N}{1,3}
+  bool ignore_merges_ = false;  // Llama-3: a word already in the vocabulary is not merged
   std::unordered_map<std::string, int64_t> token_to_id_;
   std::vector<std::string> id_to_token_;  // "" for holes
   std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge

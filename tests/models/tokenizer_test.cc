@@ -89,5 +89,64 @@ TEST_F(BpeTokenizerTest, SpecialTokensAndErrors) {
   EXPECT_FALSE(BpeTokenizer::FromFile("/nonexistent/tokenizer.json").ok());
 }
 
+// A minimal byte-level tokenizer.json: the 256 byte tokens, "ab", "abc", merges a+b, ab+c
+// ... and the Llama-3 split pattern.
+std::string TinyTokenizerJson(bool ignore_merges, bool drop_abc_merge) {
+  nlohmann::json vocab = nlohmann::json::object();
+  std::vector<bool> direct(256, false);
+  for (int b = '!'; b <= '~'; ++b) direct[b] = true;
+  for (int b = 0xA1; b <= 0xAC; ++b) direct[b] = true;
+  for (int b = 0xAE; b <= 0xFF; ++b) direct[b] = true;
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const char32_t cp = direct[b] ? b : next++;
+    std::string s;
+    if (cp < 0x80) {
+      s.push_back(static_cast<char>(cp));
+    } else {
+      s.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      s.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+    vocab[s] = b;
+  }
+  vocab["ab"] = 256;
+  vocab["abc"] = 257;
+  nlohmann::json merges = nlohmann::json::array({nlohmann::json::array({"a", "b"})});
+  if (!drop_abc_merge) merges.push_back(nlohmann::json::array({"ab", "c"}));
+  nlohmann::json j = {
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern",
+            {{"Regex",
+              R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"model",
+       {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"ignore_merges", ignore_merges}}},
+      {"added_tokens", {{{"id", 258}, {"content", "<|eot|>"}, {"special", true}}}}};
+  return j.dump();
+}
+
+TEST(BpeTinyTest, Llama3PatternDigitsAndIgnoreMerges) {
+  auto plain = BpeTokenizer::FromJson(TinyTokenizerJson(false, true), "tiny.json");
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  // Digits in groups of up to three.
+  EXPECT_EQ((*plain)->PreTokenize("12345"), (std::vector<std::string>{"123", "45"}));
+  // Without the ab+c merge "abc" is ab, c; with ignore_merges the whole word is one token.
+  EXPECT_EQ((*plain)->Encode("abc").value(), (std::vector<int64_t>{256, 'c'}));
+  auto ignore = BpeTokenizer::FromJson(TinyTokenizerJson(true, true), "tiny.json");
+  ASSERT_TRUE(ignore.ok());
+  EXPECT_EQ((*ignore)->Encode("abc").value(), (std::vector<int64_t>{257}));
+  EXPECT_EQ((*ignore)->Encode("abc<|eot|>ab").value(), (std::vector<int64_t>{257, 258, 256}));
+  EXPECT_EQ((*ignore)->Decode({257, 258, 256}).value(), "abc<|eot|>ab");
+  auto merged = BpeTokenizer::FromJson(TinyTokenizerJson(false, false), "tiny.json");
+  ASSERT_TRUE(merged.ok());
+  EXPECT_EQ((*merged)->Encode(" abc").value(), (std::vector<int64_t>{' ', 257}));
+}
+
 }  // namespace
 }  // namespace tlt::models
