@@ -24,7 +24,8 @@ namespace tlt {
 // An envelope being built for sending, with its payload.
 class OutMessage {
  public:
-  OutMessage() : envelope_(builder_.initRoot<proto::Envelope>()) {}
+  // A small first segment: envelopes are a few hundred bytes, and the builder zeroes it.
+  OutMessage() : builder_(128), envelope_(builder_.initRoot<proto::Envelope>()) {}
   proto::Envelope::Builder envelope() { return envelope_; }
   Payload& payload() { return payload_; }
   void set_payload(Payload p) { payload_ = std::move(p); }
