@@ -1,0 +1,313 @@
+// GrpoTrainer and checkpoints (one LibTorch translation unit: each is slow to compile).
+#include "rl/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fcntl.h>
+#include <torch/torch.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "rl/checkpoint.h"
+
+namespace tlt::rl {
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------- checkpoints
+namespace {
+
+Result<std::string> ReadFile(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return NotFound("cannot read " + path.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Status WriteFileSynced(const fs::path& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return IoError("cannot create " + path.string());
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n <= 0) {
+      ::close(fd);
+      return IoError("writing " + path.string());
+    }
+    done += static_cast<size_t>(n);
+  }
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok ? Status::OK() : IoError("fsync " + path.string());
+}
+
+void SyncPath(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+uint32_t Crc(const std::string& data) {
+  return static_cast<uint32_t>(
+      crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+}
+
+const char* kFiles[] = {"policy/config.json", "policy/model.safetensors", "optimizer.pt", "rng.pt",
+                        "state.json"};
+
+}  // namespace
+
+Status SaveCheckpoint(const std::string& dir, Learner& learner, const TrainingState& state) {
+  const fs::path final_dir(dir);
+  if (fs::exists(final_dir)) return InvalidArgument("checkpoint " + dir + " already exists");
+  const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp / "policy", ec);
+  if (ec) return IoError("cannot create " + tmp.string() + ": " + ec.message());
+  try {
+    RETURN_NOT_OK(models::SaveTransformer(learner.policy(), (tmp / "policy").string()));
+    torch::serialize::OutputArchive optimizer;
+    learner.optimizer().save(optimizer);
+    optimizer.save_to((tmp / "optimizer.pt").string());
+    torch::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+    torch::save(rng, (tmp / "rng.pt").string());
+  } catch (const c10::Error& e) {
+    return IoError("writing checkpoint " + dir + ": " + e.what_without_backtrace());
+  }
+  nlohmann::json s;
+  s["step"] = state.step;
+  s["optimizer_steps"] = learner.optimizer_steps();
+  s["cursor"] = {{"seed", state.cursor.seed}, {"epoch", state.cursor.epoch},
+                 {"position", state.cursor.position}};
+  RETURN_NOT_OK(WriteFileSynced(tmp / "state.json", s.dump(2)));
+  nlohmann::json manifest;
+  manifest["format"] = "tlt-rl-checkpoint-1";
+  for (const char* name : kFiles) {
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(tmp / name));
+    if (std::string(name) != "state.json") RETURN_NOT_OK(WriteFileSynced(tmp / name, bytes));
+    manifest["files"][name] = {{"size", bytes.size()}, {"crc32", Crc(bytes)}};
+  }
+  RETURN_NOT_OK(WriteFileSynced(tmp / "MANIFEST.json", manifest.dump(2)));
+  SyncPath(tmp / "policy");
+  SyncPath(tmp);
+  fs::rename(tmp, final_dir, ec);
+  if (ec) return IoError("renaming " + tmp.string() + " to " + dir + ": " + ec.message());
+  SyncPath(final_dir.parent_path().empty() ? fs::path(".") : final_dir.parent_path());
+  return Status::OK();
+}
+
+Status LoadCheckpoint(const std::string& dir, Learner* learner, TrainingState* state) {
+  const fs::path root(dir);
+  auto manifest_text = ReadFile(root / "MANIFEST.json");
+  if (!manifest_text.ok()) {
+    return NotFound("checkpoint " + dir + " has no MANIFEST.json: incomplete or not a checkpoint");
+  }
+  nlohmann::json manifest = nlohmann::json::parse(*manifest_text, nullptr, false);
+  if (manifest.is_discarded() || manifest.value("format", "") != "tlt-rl-checkpoint-1" ||
+      !manifest.contains("files")) {
+    return InvalidArgument("checkpoint " + dir + ": MANIFEST.json is not a tlt-rl checkpoint manifest");
+  }
+  for (const char* name : kFiles) {
+    if (!manifest["files"].contains(name)) {
+      return InvalidArgument("checkpoint " + dir + ": manifest does not list " + name);
+    }
+    auto bytes = ReadFile(root / name);
+    if (!bytes.ok()) return NotFound("checkpoint " + dir + ": missing " + name);
+    const auto& entry = manifest["files"][name];
+    if (entry.value("size", uint64_t(0)) != bytes->size() ||
+        entry.value("crc32", uint32_t(0)) != Crc(*bytes)) {
+      return InvalidArgument("checkpoint " + dir + ": " + name +
+                             " does not match its checksum in MANIFEST.json (corrupted)");
+    }
+  }
+  auto config = models::ReadModelConfig((root / "policy/config.json").string());
+  if (!config.ok()) return config.status().WithContext("checkpoint " + dir);
+  ASSIGN_OR_RETURN(models::CheckpointTensors tensors,
+                   models::ReadCheckpointTensors((root / "policy").string()));
+  Status loaded = learner->policy()->LoadTensors(tensors);
+  if (!loaded.ok()) {
+    return InvalidArgument("checkpoint " + dir + " does not match the learner's model: " +
+                           loaded.message());
+  }
+  ASSIGN_OR_RETURN(std::string state_text, ReadFile(root / "state.json"));
+  nlohmann::json s = nlohmann::json::parse(state_text, nullptr, false);
+  try {
+    torch::serialize::InputArchive optimizer;
+    optimizer.load_from((root / "optimizer.pt").string());
+    learner->optimizer().load(optimizer);
+    torch::Tensor rng;
+    torch::load(rng, (root / "rng.pt").string());
+    at::Generator generator = at::detail::getDefaultCPUGenerator();  // shares the default
+    generator.set_state(rng);
+    state->step = s.at("step").get<int64_t>();
+    learner->set_optimizer_steps(s.at("optimizer_steps").get<int64_t>());
+    state->cursor.seed = s.at("cursor").at("seed").get<uint64_t>();
+    state->cursor.epoch = s.at("cursor").at("epoch").get<int64_t>();
+    state->cursor.position = s.at("cursor").at("position").get<int64_t>();
+  } catch (const c10::Error& e) {
+    return InvalidArgument("checkpoint " + dir + ": optimizer or RNG state does not load: " +
+                           e.what_without_backtrace());
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgument("checkpoint " + dir + ": bad state.json: " + e.what());
+  }
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------- trainer
+TextCodec CodecFromCharVocab(const CharVocab& vocab) {
+  TextCodec c;
+  c.encode = [&vocab](const std::string& s) { return vocab.Encode(s); };
+  c.decode = [&vocab](const std::vector<int64_t>& ids) { return vocab.Decode(ids); };
+  c.stop_token_id = vocab.eos_id();
+  return c;
+}
+
+Result<std::vector<Sample>> MakeSftSamples(const std::vector<Example>& examples,
+                                           const TextCodec& codec, const PromptTemplate& prompt,
+                                           const std::string& response_field) {
+  std::vector<Sample> out;
+  for (const Example& e : examples) {
+    ASSIGN_OR_RETURN(std::string text, prompt.Apply(e));
+    Sample s;
+    ASSIGN_OR_RETURN(s.prompt, codec.encode(text));
+    auto it = e.fields.find(response_field);
+    ASSIGN_OR_RETURN(s.response, codec.encode(it != e.fields.end() ? it->second : e.answer));
+    if (codec.stop_token_id >= 0) s.response.push_back(codec.stop_token_id);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+GrpoTrainer::GrpoTrainer(Learner* learner, std::vector<Example> data, TextCodec codec,
+                         RewardFunction reward, const GrpoTrainerOptions& options)
+    : learner_(learner), data_(std::move(data)), codec_(std::move(codec)),
+      reward_(std::move(reward)), options_(options),
+      cursor_(static_cast<int64_t>(data_.size()), options.seed) {}
+
+Result<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(Learner* learner, std::vector<Example> data,
+                                                         TextCodec codec, RewardFunction reward,
+                                                         const GrpoTrainerOptions& options) {
+  if (data.empty()) return InvalidArgument("GrpoTrainer: empty dataset");
+  if (!reward) return InvalidArgument("GrpoTrainer: no reward function");
+  std::unique_ptr<GrpoTrainer> t(
+      new GrpoTrainer(learner, std::move(data), std::move(codec), std::move(reward), options));
+  try {
+    models::Transformer rollout_model(learner->policy()->config());
+    ASSIGN_OR_RETURN(t->engine_, models::Engine::Create(rollout_model, options.engine));
+  } catch (const c10::Error& e) {
+    return Internal(std::string("GrpoTrainer: ") + e.what_without_backtrace());
+  }
+  if (!options.metrics_path.empty()) {
+    ASSIGN_OR_RETURN(t->metrics_, MetricsWriter::Open(options.metrics_path));
+  }
+  return t;
+}
+
+Result<GrpoTrainer::Rollout> GrpoTrainer::Generate(const std::vector<const Example*>& examples,
+                                                   int64_t samples, double temperature,
+                                                   uint64_t seed) {
+  RETURN_NOT_OK(engine_->LoadWeights(learner_->ExportWeights()));
+  std::vector<models::Request> requests;
+  Rollout out;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    ASSIGN_OR_RETURN(std::string text, options_.prompt_template.Apply(*examples[i]));
+    ASSIGN_OR_RETURN(std::vector<int64_t> prompt, codec_.encode(text));
+    for (int64_t j = 0; j < samples; ++j) {
+      models::Request r;
+      r.prompt = prompt;
+      r.max_new_tokens = options_.max_new_tokens;
+      r.temperature = temperature;
+      r.top_k = options_.top_k;
+      r.top_p = options_.top_p;
+      r.seed = seed * 0x9E3779B97F4A7C15ULL + i * 1000003ULL + static_cast<uint64_t>(j);
+      if (codec_.stop_token_id >= 0) r.stop_token_ids = {codec_.stop_token_id};
+      requests.push_back(std::move(r));
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<models::RequestResult> results, engine_->Generate(requests));
+  for (size_t k = 0; k < results.size(); ++k) {
+    std::vector<int64_t> body = results[k].tokens;
+    if (!body.empty() && body.back() == codec_.stop_token_id) body.pop_back();
+    ASSIGN_OR_RETURN(std::string response, codec_.decode(body));
+    out.rewards.push_back(reward_(response, *examples[k / samples]));
+    Sample s;
+    s.prompt = requests[k].prompt;
+    s.response = results[k].tokens;
+    out.samples.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<MetricsRecord> GrpoTrainer::Step() {
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  const auto t0 = Clock::now();
+  std::vector<const Example*> prompts;
+  for (int64_t i : cursor_.Next(options_.prompts_per_step)) prompts.push_back(&data_[i]);
+  ASSIGN_OR_RETURN(Rollout rollout, Generate(prompts, options_.group_size, options_.temperature,
+                                             options_.seed * 7919 + static_cast<uint64_t>(step_)));
+  const auto t1 = Clock::now();
+  std::vector<double> adv = GroupAdvantages(rollout.rewards, options_.group_size, options_.advantage);
+  std::vector<double> lengths;
+  double reward_sum = 0, correct = 0;
+  for (size_t i = 0; i < rollout.samples.size(); ++i) {
+    rollout.samples[i].advantage = adv[i];
+    lengths.push_back(double(rollout.samples[i].response.size()));
+    reward_sum += rollout.rewards[i];
+    correct += rollout.rewards[i] >= options_.correct_reward;
+  }
+  ASSIGN_OR_RETURN(MetricsRecord m, learner_->GrpoStep(rollout.samples));
+  const auto t2 = Clock::now();
+  ++step_;
+  m["step"] = double(step_);
+  m["reward_mean"] = reward_sum / rollout.rewards.size();
+  m["accuracy"] = correct / rollout.rewards.size();
+  AddDistribution("response_length", lengths, &m);
+  m["time_rollout_s"] = seconds(t0, t1);
+  m["time_update_s"] = seconds(t1, t2);
+  m["time_step_s"] = seconds(t0, t2);
+  if (metrics_) RETURN_NOT_OK(metrics_->Write(m));
+  return m;
+}
+
+Result<Evaluation> GrpoTrainer::Evaluate(const std::vector<Example>& examples, int64_t samples,
+                                         double temperature, uint64_t seed) {
+  std::vector<const Example*> prompts;
+  for (const Example& e : examples) prompts.push_back(&e);
+  ASSIGN_OR_RETURN(Rollout r, Generate(prompts, samples, temperature, seed));
+  Evaluation ev;
+  for (size_t i = 0; i < r.rewards.size(); ++i) {
+    ev.reward_mean += r.rewards[i] / r.rewards.size();
+    ev.accuracy += (r.rewards[i] >= options_.correct_reward ? 1.0 : 0.0) / r.rewards.size();
+    ev.lengths.push_back(double(r.samples[i].response.size()));
+  }
+  return ev;
+}
+
+Status GrpoTrainer::SaveCheckpoint(const std::string& dir) {
+  TrainingState s;
+  s.step = step_;
+  s.cursor = cursor_.state();
+  return rl::SaveCheckpoint(dir, *learner_, s);
+}
+
+Status GrpoTrainer::RestoreCheckpoint(const std::string& dir) {
+  TrainingState s;
+  RETURN_NOT_OK(rl::LoadCheckpoint(dir, learner_, &s));
+  RETURN_NOT_OK(cursor_.Restore(s.cursor));
+  step_ = s.step;
+  return Status::OK();
+}
+
+}  // namespace tlt::rl
