@@ -80,6 +80,13 @@ std::string GpuSummary(const NodeResources& r) {
   return s.empty() ? "-" : s;
 }
 
+bool IsZombie(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_field, comm, state;
+  stat >> pid_field >> comm >> state;
+  return state == "Z";
+}
+
 int Fail(const Status& st) {
   std::cerr << "tlt: " << st.ToString() << "\n";
   return 1;
@@ -93,6 +100,8 @@ int HeadMain(const Flags& flags) {
   options.bind_host = flags.Get("bind", "127.0.0.1");
   options.port = int(flags.GetNumber("port", kDefaultPort).value_or(kDefaultPort));
   options.token = flags.Get("token");
+  options.heartbeat_timeout_ms =
+      int64_t(flags.GetNumber("heartbeat-timeout-ms", 3000).value_or(3000));
   Controller controller(options, &loop, SystemClock::Get());
   Status st = controller.Start();
   if (!st.ok()) return Fail(st);
@@ -109,6 +118,7 @@ int NodeMain(const Flags& flags) {
   options.token = flags.Get("token");
   options.simulated_gpus = flags.Get("simulated-gpus");
   options.cpus = flags.GetNumber("cpus", 0).value_or(0);
+  options.heartbeat_ms = int(flags.GetNumber("heartbeat-ms", 500).value_or(500));
   options.log_dir = flags.Get("log-dir", kStateDir);
   NodeAgent node(options, &loop);
   Status st = node.Start();
@@ -119,7 +129,7 @@ int NodeMain(const Flags& flags) {
 
 int StartCommand(const Flags& flags) {
   Status st = flags.Allow({"head", "address", "port", "bind", "token", "simulated-gpus", "cpus",
-                           "log-dir"});
+                           "log-dir", "heartbeat-timeout-ms"});
   if (!st.ok()) return Fail(st);
   if (flags.Has("head") == flags.Has("address"))
     return Fail(InvalidArgument("say either --head (start a cluster) or --address HOST:PORT "
@@ -137,7 +147,9 @@ int StartCommand(const Flags& flags) {
       return Fail(InvalidArgument("binding the head to " + bind +
                                   " needs --token T; nodes and drivers must pass the same token"));
     int port = int(flags.GetNumber("port", kDefaultPort).value_or(kDefaultPort));
-    std::vector<std::string> args = {"_head", "--bind", bind, "--port", std::to_string(port)};
+    std::vector<std::string> args = {"_head", "--bind", bind, "--port", std::to_string(port),
+                                     "--heartbeat-timeout-ms",
+                                     flags.Get("heartbeat-timeout-ms", "3000")};
     if (!token.empty()) { args.push_back("--token"); args.push_back(token); }
     auto pid = SpawnDaemon(args, log_dir + "/head.log");
     if (!pid.ok()) return Fail(pid.status());
@@ -187,22 +199,27 @@ int StopCommand(const Flags& flags) {
   auto cluster = ConnectTo(flags);
   if (!cluster.ok()) return Fail(cluster.status());
   auto status = (*cluster)->Status();
-  std::vector<int> pids;
-  if (status.ok())
+  std::vector<int> pids;  // local processes of the cluster: wait until each has exited
+  if (status.ok()) {
     for (const auto& n : status->nodes) if (n.alive) pids.push_back(n.pid);
+    for (const auto& a : status->actors) if (a.pid) pids.push_back(a.pid);
+    if (status->head_pid) pids.push_back(status->head_pid);
+  }
   st = (*cluster)->Shutdown();
   if (!st.ok()) return Fail(st);
   cluster->reset();
   // Wait for the local node agents to exit (they kill their workers first).
-  for (int i = 0; i < 100; ++i) {
+  // Processes on other hosts are not visible here; those on this one must be gone.
+  for (int i = 0; i < 200; ++i) {
     bool any = false;
-    for (int pid : pids) any |= kill(pid, 0) == 0;
-    if (!any) break;
+    for (int pid : pids) any |= kill(pid, 0) == 0 && !IsZombie(pid);
+    if (!any) {
+      std::cout << "stopped the cluster at " << flags.Get("address", DefaultAddress()) << "\n";
+      return 0;
+    }
     std::this_thread::sleep_for(Millis(50));
   }
-  std::this_thread::sleep_for(Millis(400));  // the head exits 300 ms after replying
-  std::cout << "stopped the cluster at " << flags.Get("address", DefaultAddress()) << "\n";
-  return 0;
+  return Fail(Unavailable("some processes of the cluster were still running after 10 s"));
 }
 
 int StatusCommand(const Flags& flags) {

@@ -195,6 +195,7 @@ Result<ClusterStatus> Cluster::Status() {
   ASSIGN_OR_RETURN(auto message, client_->Request(std::move(out), kControlTimeout));
   auto reply = message->envelope().getBody().getReply();
   ClusterStatus status;
+  status.head_pid = reply.getHeadPid();
   for (auto n : reply.getNodes()) status.nodes.push_back(FromProto(n));
   for (auto a : reply.getActors()) status.actors.push_back(FromProto(a));
   return status;

@@ -116,6 +116,7 @@ class ActorHandle {
 };
 
 struct ClusterStatus {
+  int head_pid = 0;
   std::vector<NodeInfo> nodes;
   std::vector<ActorInfo> actors;
 };

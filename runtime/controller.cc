@@ -262,6 +262,7 @@ void Controller::OnClusterStatus(const InMessage& msg) {
           i = 0;
           for (const auto& [id, a] : actors_) FillActor(a, false, actors[i++]);
           r.setHeadPort(port_);
+          r.setHeadPid(getpid());
         });
 }
 

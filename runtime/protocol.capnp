@@ -112,6 +112,7 @@ struct Reply {
   elapsedUs @7 :Int64;      # server-side timing (migration)
   headPort @8 :Int32;
   groupId @9 :Text;
+  headPid @10 :Int32;
 }
 
 # A placement group: bundles reserved all-or-nothing, for actors to be placed into.

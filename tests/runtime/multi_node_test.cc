@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -28,6 +29,15 @@ std::string RunCommand(const std::string& command, int* exit_code = nullptr) {
   int status = p ? pclose(p) : -1;
   if (exit_code) *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+// Running: exists and is not a zombie (daemons are reparented to init, which may reap late).
+bool Running(int pid) {
+  if (kill(pid, 0) != 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_field, comm, state;
+  stat >> pid_field >> comm >> state;
+  return state != "Z";
 }
 
 int FreePort() {
@@ -64,9 +74,10 @@ class MultiNodeTest : public ::testing::Test {
     EXPECT_EQ(rc, 0) << out;
     // Nothing of the cluster is left running.
     if (status.ok()) {
-      for (const auto& n : status->nodes) EXPECT_NE(kill(n.pid, 0), 0) << "node agent " << n.pid;
+      for (const auto& n : status->nodes) EXPECT_FALSE(Running(n.pid)) << "node agent " << n.pid;
       for (const auto& a : status->actors)
-        if (a.pid) EXPECT_NE(kill(a.pid, 0), 0) << "worker " << a.pid;
+        if (a.pid) EXPECT_FALSE(Running(a.pid)) << "worker " << a.pid;
+      EXPECT_FALSE(Running(status->head_pid)) << "head " << status->head_pid;
     }
   }
   virtual std::string token_flag() const { return ""; }
