@@ -34,15 +34,16 @@ struct BatchLayout {
   int64_t context_length = 0;  // K: keys per row (max start + num_tokens with a cache, else T)
   bool uses_cache = false;
   std::vector<int64_t> start, num_tokens, slot_ids;  // host copies
-  torch::Tensor positions;     // [B, T] int64
-  torch::Tensor mask;          // [B, 1, T, K] bool: true where attention is allowed
-  torch::Tensor slots;         // [B] int64 (with a cache)
-  torch::Tensor valid_rows;    // [N] int64: row of each real token
-  torch::Tensor valid_cols;    // [N] int64: column of each real token
-  torch::Tensor last_cols;     // [B] int64: num_tokens - 1
+  torch::Tensor positions;                           // [B, T] int64
+  torch::Tensor mask;        // [B, 1, T, K] bool: true where attention is allowed
+  torch::Tensor slots;       // [B] int64 (with a cache)
+  torch::Tensor valid_rows;  // [N] int64: row of each real token
+  torch::Tensor valid_cols;  // [N] int64: column of each real token
+  torch::Tensor last_cols;   // [B] int64: num_tokens - 1
 };
 
-// q/k/v/o projections (bias on q/k/v iff config.attention_bias), rotary, causal softmax
+// q/k/v/o projections (bias on q/k/v iff config.attention_bias, on o iff config.o_proj_bias),
+// rotary, causal softmax
 // attention in float32, GQA by sharing each kv head with num_heads / num_kv_heads query heads.
 class AttentionImpl : public torch::nn::Module {
  public:

@@ -101,7 +101,9 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromFile(const std::string& 
 
 Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const std::string& json_text,
                                                              const std::string& source) {
-  auto bad = [&](const std::string& m) { return InvalidArgument("tokenizer " + source + ": " + m); };
+  auto bad = [&](const std::string& m) {
+    return InvalidArgument("tokenizer " + source + ": " + m);
+  };
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   std::unique_ptr<BpeTokenizer> t(new BpeTokenizer());
@@ -121,7 +123,8 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const std::string& 
                                   ? split["pattern"]["Regex"].get<std::string>()
                                   : "";
     const bool byte_level = bytes.value("type", "") == "ByteLevel" &&
-                            !bytes.value("use_regex", true) && !bytes.value("add_prefix_space", false);
+                            !bytes.value("use_regex", true) &&
+                            !bytes.value("add_prefix_space", false);
     if (split.value("type", "") == "Split" && split.value("behavior", "") == "Isolated" &&
         !split.value("invert", false) && byte_level) {
       if (regex == kQwen2Pattern) {
@@ -182,7 +185,8 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const std::string& 
         merged == t->token_to_id_.end()) {
       return bad("merge '" + left + " " + right + "' uses tokens not in the vocabulary");
     }
-    const uint64_t key = (static_cast<uint64_t>(l->second) << 32) | static_cast<uint64_t>(r->second);
+    const uint64_t key =
+        (static_cast<uint64_t>(l->second) << 32) | static_cast<uint64_t>(r->second);
     t->merges_.emplace(key, Merge{rank++, static_cast<int32_t>(merged->second)});
   }
   const std::vector<char32_t> map = ByteToUnicode();
@@ -226,7 +230,8 @@ Status BpeTokenizer::EncodeWord(const std::string& piece, std::vector<int64_t>* 
     size_t best = 0;
     int32_t merged = -1;
     for (size_t k = 0; k + 1 < symbols.size(); ++k) {
-      const uint64_t key = (static_cast<uint64_t>(symbols[k]) << 32) | static_cast<uint64_t>(symbols[k + 1]);
+      const uint64_t key =
+          (static_cast<uint64_t>(symbols[k]) << 32) | static_cast<uint64_t>(symbols[k + 1]);
       auto it = merges_.find(key);
       if (it != merges_.end() && it->second.rank < best_rank) {
         best_rank = it->second.rank;

@@ -9,7 +9,15 @@
 namespace tlt::models {
 
 const char* FinishReasonName(FinishReason reason) {
-  return reason == FinishReason::kStop ? "stop" : "length";
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kLength:
+      break;
+  }
+  return "length";
 }
 
 Engine::Engine(Transformer model, const EngineOptions& options)
@@ -23,9 +31,20 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
   try {
     engine->model_->to(options.device, options.dtype);
     engine->model_->eval();
-    engine->cache_ = std::make_unique<KvCache>(
+    KvCacheOptions cache =
         KvCacheOptions::ForModel(engine->model_->config(), options.max_batch_size,
-                                 options.max_sequence_length, options.dtype, options.device));
+                                 options.max_sequence_length, options.dtype, options.device);
+    if (options.kv_cache_budget_bytes > 0) {
+      cache.max_slots =
+          std::min(cache.max_slots, cache.SlotsForBudget(options.kv_cache_budget_bytes));
+      if (cache.max_slots == 0) {
+        return InvalidArgument(
+            "engine: kv_cache_budget_bytes " + std::to_string(options.kv_cache_budget_bytes) +
+            " is below one slot (" + std::to_string(cache.BytesPerSlot()) +
+            " bytes at max_sequence_length " + std::to_string(options.max_sequence_length) + ")");
+      }
+    }
+    engine->cache_ = std::make_unique<KvCache>(cache);
   } catch (const c10::Error& e) {
     return Internal(std::string("creating engine: ") + e.what_without_backtrace());
   }
@@ -43,7 +62,8 @@ Result<RequestId> Engine::Submit(Request request, FinishCallback on_finish) {
   }
   const int64_t vocab = model_->config().vocab_size;
   for (int64_t t : request.prompt) {
-    if (t < 0 || t >= vocab) return InvalidArgument("prompt token " + std::to_string(t) + " out of vocabulary");
+    if (t < 0 || t >= vocab)
+      return InvalidArgument("prompt token " + std::to_string(t) + " out of vocabulary");
   }
   if (request.max_new_tokens < 1) return InvalidArgument("max_new_tokens must be >= 1");
   if (!(request.top_p > 0 && request.top_p <= 1)) return InvalidArgument("top_p must be in (0, 1]");
@@ -106,9 +126,9 @@ Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefi
     }
   }
   BatchLayout layout = BatchLayout::Make(start, count, T, slots, options_.device);
-  ForwardOutput out = model_->Forward(
-      tokens.to(options_.device), layout, cache_.get(),
-      ForwardOptions().last_token_only(true).return_hidden(want_hidden));
+  ForwardOutput out =
+      model_->Forward(tokens.to(options_.device), layout, cache_.get(),
+                      ForwardOptions().last_token_only(true).return_hidden(want_hidden));
   std::vector<SamplingParams> params(B);
   std::vector<uint64_t> seeds(B), counters(B);
   for (int64_t b = 0; b < B; ++b) {
@@ -141,14 +161,36 @@ Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefi
 }
 
 void Engine::Finish(std::unique_ptr<Sequence> seq, FinishReason reason) {
-  CHECK_OK(cache_->FreeSlot(seq->slot));
+  if (seq->slot >= 0) CHECK_OK(cache_->FreeSlot(seq->slot));
   RequestResult result;
   result.id = seq->id;
   result.tokens = std::move(seq->tokens);
   result.logprobs = std::move(seq->logprobs);
   result.finish_reason = reason;
-  if (seq->request.return_hidden_states) result.hidden_states = torch::stack(seq->hidden);
+  if (seq->request.return_hidden_states && !seq->hidden.empty()) {
+    result.hidden_states = torch::stack(seq->hidden);
+  }
   if (seq->on_finish) seq->on_finish(result);
+}
+
+Status Engine::Cancel(RequestId id) {
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+    if ((*it)->id == id) {
+      std::unique_ptr<Sequence> seq = std::move(*it);
+      waiting_.erase(it);
+      Finish(std::move(seq), FinishReason::kCancelled);
+      return Status::OK();
+    }
+  }
+  for (auto it = running_.begin(); it != running_.end(); ++it) {
+    if ((*it)->id == id) {
+      std::unique_ptr<Sequence> seq = std::move(*it);
+      running_.erase(it);
+      Finish(std::move(seq), FinishReason::kCancelled);
+      return Status::OK();
+    }
+  }
+  return NotFound("engine: no waiting or running request " + std::to_string(id));
 }
 
 Status Engine::RunUntilIdle() {
@@ -169,7 +211,9 @@ Result<std::vector<RequestResult>> Engine::Generate(const std::vector<Request>& 
   return results;
 }
 
-Status Engine::LoadWeights(const CheckpointTensors& tensors) { return model_->LoadTensors(tensors); }
+Status Engine::LoadWeights(const CheckpointTensors& tensors) {
+  return model_->LoadTensors(tensors);
+}
 
 Status Engine::LoadWeightsFromDirectory(const std::string& dir) {
   ASSIGN_OR_RETURN(CheckpointTensors tensors, ReadCheckpointTensors(dir));

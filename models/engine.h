@@ -1,12 +1,14 @@
 // Engine: continuous-batching generation with a Transformer and a slot KV cache.
 //
+// The engine shares `model` (a module holder) with the caller and moves it to its device/dtype.
 // Requests wait in FIFO order until a KV-cache slot is free, then join the running batch: each
 // Step() first prefills the newly admitted requests together (one right-padded forward, which
 // also samples their first token), then decodes one token for every request that was already
 // running (one forward of single tokens). A request leaves the batch as soon as it finishes:
 // `max_new_tokens` reached or the sequence filled its cache slot (kLength), or it sampled one of
 // its stop tokens (kStop; the stop token is included in the output). Its slot is freed at once
-// and its callback fires, from inside Step(), on the caller's thread.
+// and its callback fires, from inside Step(), on the caller's thread. A callback may
+// Submit() new requests; it must not call Step(), Cancel() or RunUntilIdle().
 //
 // Sampling is per request (temperature, top-k, top-p) with counter-based randomness: the seed
 // alone fixes a request's tokens, whatever else is in the batch (see sampling.h). Log-probs are
@@ -48,15 +50,15 @@ struct Request {
   bool return_hidden_states = false;
 };
 
-enum class FinishReason { kLength, kStop };
+enum class FinishReason { kLength, kStop, kCancelled };
 const char* FinishReasonName(FinishReason reason);
 
 struct RequestResult {
   RequestId id = 0;
-  std::vector<int64_t> tokens;   // generated tokens (the prompt excluded)
-  std::vector<float> logprobs;   // one per generated token
+  std::vector<int64_t> tokens;  // generated tokens (the prompt excluded)
+  std::vector<float> logprobs;  // one per generated token
   FinishReason finish_reason = FinishReason::kLength;
-  torch::Tensor hidden_states;   // [tokens, hidden] on CPU, model dtype; undefined unless asked
+  torch::Tensor hidden_states;  // [tokens, hidden] on CPU, model dtype; undefined unless asked
 };
 
 using FinishCallback = std::function<void(const RequestResult&)>;
@@ -67,6 +69,9 @@ struct EngineOptions {
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;  // bfloat16 on CUDA
   int64_t max_prefill_tokens = 8192;     // prompt tokens admitted per Step (>= one prompt)
+  // When > 0, caps the slots so that the KV cache fits in this many bytes (at
+  // max_sequence_length per slot); Create fails if not even one slot fits.
+  int64_t kv_cache_budget_bytes = 0;
 };
 
 class Engine {
@@ -78,6 +83,9 @@ class Engine {
   Result<RequestId> Submit(Request request, FinishCallback on_finish = nullptr);
   // One iteration (admit + prefill, decode). No-op when idle.
   Status Step();
+  // Drops a waiting or running request: frees its slot and fires its callback with what it has
+  // generated so far and kCancelled. kNotFound if it is unknown or already finished.
+  Status Cancel(RequestId id);
   // Steps until no request is waiting or running.
   Status RunUntilIdle();
   // Submits all, runs until idle, returns results in the order of `requests`.
@@ -94,6 +102,8 @@ class Engine {
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
   bool idle() const { return running_.empty() && waiting_.empty(); }
+  // KV-cache slots (requests that can run at once).
+  int64_t max_running() const { return cache_->options().max_slots; }
   Transformer& model() { return model_; }
   const EngineOptions& options() const { return options_; }
 

@@ -55,7 +55,8 @@ Result<int64_t> KvCache::AllocateSlot() {
 }
 
 Status KvCache::FreeSlot(int64_t slot) {
-  if (!is_allocated(slot)) return InvalidArgument("KV-cache slot " + std::to_string(slot) + " is not allocated");
+  if (!is_allocated(slot))
+    return InvalidArgument("KV-cache slot " + std::to_string(slot) + " is not allocated");
   allocated_[slot] = false;
   lengths_[slot] = 0;
   return Status::OK();
@@ -71,7 +72,8 @@ int64_t KvCache::num_free_slots() const {
 }
 
 Status KvCache::SetLength(int64_t slot, int64_t length) {
-  if (!is_allocated(slot)) return InvalidArgument("KV-cache slot " + std::to_string(slot) + " is not allocated");
+  if (!is_allocated(slot))
+    return InvalidArgument("KV-cache slot " + std::to_string(slot) + " is not allocated");
   if (length < 0 || length > options_.max_length) {
     return InvalidArgument("KV-cache length " + std::to_string(length) + " outside [0, " +
                            std::to_string(options_.max_length) + "]");

@@ -34,8 +34,8 @@ struct KvCacheOptions {
   torch::Device device = torch::kCPU;
 
   // Shapes taken from `config`.
-  static KvCacheOptions ForModel(const ModelConfig& config, int64_t max_slots,
-                                 int64_t max_length, torch::Dtype dtype, torch::Device device);
+  static KvCacheOptions ForModel(const ModelConfig& config, int64_t max_slots, int64_t max_length,
+                                 torch::Dtype dtype, torch::Device device);
   // Bytes of all key and value tensors, and of one slot's.
   int64_t Bytes() const;
   int64_t BytesPerSlot() const;

@@ -75,6 +75,9 @@ Status ModelConfig::Validate() const {
                ") is not a multiple of num_key_value_heads (" +
                std::to_string(num_key_value_heads) + ")");
   }
+  if (model_type == "llama" ? o_proj_bias != attention_bias : o_proj_bias) {
+    return bad("o_proj_bias must equal attention_bias for llama and be false for qwen2");
+  }
   if (head_dim % 2 != 0) return bad("head_dim must be even for rotary embeddings");
   if (torch_dtype != "float32" && torch_dtype != "bfloat16" && torch_dtype != "float16") {
     return bad("unsupported torch_dtype '" + torch_dtype + "'");
@@ -92,8 +95,8 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
   std::string type;
   if (auto it = j.find("model_type"); it != j.end() && it->is_string()) {
     type = it->get<std::string>();
-  } else if (auto a = j.find("architectures"); a != j.end() && a->is_array() && !a->empty() &&
-                                                 (*a)[0].is_string()) {
+  } else if (auto a = j.find("architectures");
+             a != j.end() && a->is_array() && !a->empty() && (*a)[0].is_string()) {
     const std::string arch = (*a)[0].get<std::string>();
     if (arch.rfind("Llama", 0) == 0) type = "llama";
     if (arch.rfind("Qwen2", 0) == 0) type = "qwen2";
@@ -116,11 +119,15 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
   RETURN_NOT_OK(GetInt(j, "head_dim", source, &c.head_dim, false));
   RETURN_NOT_OK(GetDouble(j, "rms_norm_eps", source, &c.rms_norm_eps, true));
   RETURN_NOT_OK(GetDouble(j, "rope_theta", source, &c.rope_theta, false));
-  RETURN_NOT_OK(
-      GetInt(j, "max_position_embeddings", source, &c.max_position_embeddings, false));
+  RETURN_NOT_OK(GetInt(j, "max_position_embeddings", source, &c.max_position_embeddings, false));
   RETURN_NOT_OK(GetBool(j, "tie_word_embeddings", source, &c.tie_word_embeddings));
   RETURN_NOT_OK(GetBool(j, "attention_bias", source, &c.attention_bias));
+  // HF Llama's attention_bias puts a bias on q, k, v and o; Qwen2 has one on q, k, v only.
+  c.o_proj_bias = type == "llama" && c.attention_bias;
   if (type == "qwen2") c.attention_bias = true;
+  if (auto it = j.find("mlp_bias"); it != j.end() && it->is_boolean() && it->get<bool>()) {
+    return KeyError("mlp_bias", source, "is true; MLP biases are not supported");
+  }
   // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
   for (const char* key : {"dtype", "torch_dtype"}) {
     if (auto it = j.find(key); it != j.end() && !it->is_null()) {
@@ -140,8 +147,10 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
     }
     RETURN_NOT_OK(GetDouble(*it, "rope_theta", source + " (" + key + ")", &c.rope_theta, false));
   }
-  if (auto it = j.find("use_sliding_window"); it != j.end() && it->is_boolean() && it->get<bool>()) {
-    return KeyError("use_sliding_window", source, "is true; sliding-window attention is not supported");
+  if (auto it = j.find("use_sliding_window");
+      it != j.end() && it->is_boolean() && it->get<bool>()) {
+    return KeyError("use_sliding_window", source,
+                    "is true; sliding-window attention is not supported");
   }
   RETURN_NOT_OK(GetIds(j, "bos_token_id", source, &c.bos_token_ids));
   RETURN_NOT_OK(GetIds(j, "eos_token_id", source, &c.eos_token_ids));

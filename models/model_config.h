@@ -31,7 +31,8 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   int64_t max_position_embeddings = 2048;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // bias on q/k/v projections (always true for qwen2)
+  bool attention_bias = false;          // bias on q/k/v projections (always true for qwen2)
+  bool o_proj_bias = false;             // bias on o_proj: llama's attention_bias; never for qwen2
   std::string torch_dtype = "float32";  // "float32", "bfloat16" or "float16"
   std::vector<int64_t> bos_token_ids;   // may be empty
   std::vector<int64_t> eos_token_ids;   // may be empty; HF allows an int or a list

@@ -25,9 +25,9 @@ struct DtypeName {
   torch::Dtype dtype;
 };
 const DtypeName kDtypes[] = {
-    {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
-    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64}, {"I32", torch::kInt32},
-    {"I16", torch::kInt16},   {"I8", torch::kInt8},     {"U8", torch::kUInt8},
+    {"F64", torch::kFloat64},   {"F32", torch::kFloat32}, {"F16", torch::kFloat16},
+    {"BF16", torch::kBFloat16}, {"I64", torch::kInt64},   {"I32", torch::kInt32},
+    {"I16", torch::kInt16},     {"I8", torch::kInt8},     {"U8", torch::kUInt8},
     {"BOOL", torch::kBool},
 };
 
@@ -173,7 +173,8 @@ Status WriteSafetensors(const std::string& path, const TensorMap& tensors,
     if (!dtype.ok()) return dtype.status().WithContext(path + ": tensor '" + name + "'");
     torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
     const int64_t n = c.numel() * static_cast<int64_t>(c.element_size());
-    header[name] = {{"dtype", *dtype}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
+    header[name] = {
+        {"dtype", *dtype}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
     offset += n;
     cpu.push_back(std::move(c));
   }
@@ -297,9 +298,9 @@ Status CheckTensorShapes(const CheckpointTensors& loaded, const ShapeMap& expect
     if (it == loaded.tensors.end()) {
       if (optional.count(name)) continue;
       return NotFound("checkpoint is missing tensor '" + name + "'" +
-                      (loaded.files.empty() ? "" : " (read " + loaded.files.begin()->second +
-                                                       (loaded.files.size() > 1 ? ", ..." : "") +
-                                                       ")"));
+                      (loaded.files.empty() ? ""
+                                            : " (read " + loaded.files.begin()->second +
+                                                  (loaded.files.size() > 1 ? ", ..." : "") + ")"));
     }
     if (it->second.sizes().vec() != shape) {
       return InvalidArgument(file_of(name) + ": tensor '" + name + "' has shape " +

@@ -42,7 +42,8 @@ torch::Tensor ProcessedLogProbs(const torch::Tensor& logits,
     any_top_p = any_top_p || p.top_p < 1.0;
   }
   const torch::Device dev = logits.device();
-  torch::Tensor x = logits.to(torch::kFloat32) / torch::tensor(temps, f64).to(dev, torch::kFloat32).unsqueeze(1);
+  torch::Tensor x =
+      logits.to(torch::kFloat32) / torch::tensor(temps, f64).to(dev, torch::kFloat32).unsqueeze(1);
   auto sorted = x.sort(-1, /*descending=*/true);
   torch::Tensor values = std::get<0>(sorted), order = std::get<1>(sorted);
   torch::Tensor k_index = (torch::tensor(top_k, torch::kInt64) - 1).to(dev).unsqueeze(1);
@@ -65,8 +66,7 @@ torch::Tensor ProcessedLogProbs(const torch::Tensor& logits,
     }
     torch::Tensor r = torch::tensor(rows, torch::kInt64).to(dev);
     torch::Tensor best = logits.index_select(0, r).argmax(-1, /*keepdim=*/true);
-    torch::Tensor one_hot = torch::full({static_cast<int64_t>(rows.size()), V}, -inf,
-                                        out.options())
+    torch::Tensor one_hot = torch::full({static_cast<int64_t>(rows.size()), V}, -inf, out.options())
                                 .scatter(1, best, 0.0);
     out.index_copy_(0, r, one_hot);
   }
@@ -80,8 +80,8 @@ SampledTokens SampleFromLogProbs(const torch::Tensor& logprobs,
   torch::Tensor cdf = logprobs.to(torch::kFloat64).exp().cumsum(-1).contiguous();
   torch::Tensor u = torch::tensor(uniforms, torch::kFloat64).to(cdf.device()).unsqueeze(1) *
                     cdf.narrow(1, V - 1, 1);
-  torch::Tensor idx = torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true)
-                          .clamp_max(V - 1);
+  torch::Tensor idx =
+      torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).clamp_max(V - 1);
   torch::Tensor lp = logprobs.gather(1, idx);
   // Guard against landing on a removed token through rounding at the very top of the CDF.
   torch::Tensor bad = torch::isinf(lp);

@@ -79,11 +79,11 @@ class BpeTokenizer : public Tokenizer {
   BpeTokenizer() = default;
   Status EncodeWord(const std::string& piece, std::vector<int64_t>* out) const;
 
-  int max_digits_ = 1;  // Qwen2: \p{N}; Llama-3: \p{N}{1,3}
+  int max_digits_ = 1;          // Qwen2: \p{N}; Llama-3: \p{N}{1,3}
   bool ignore_merges_ = false;  // Llama-3: a word already in the vocabulary is not merged
   std::unordered_map<std::string, int64_t> token_to_id_;
-  std::vector<std::string> id_to_token_;  // "" for holes
-  std::unordered_map<uint64_t, Merge> merges_;  // (left id << 32 | right id) -> merge
+  std::vector<std::string> id_to_token_;                // "" for holes
+  std::unordered_map<uint64_t, Merge> merges_;          // (left id << 32 | right id) -> merge
   std::vector<std::pair<std::string, int64_t>> added_;  // content -> id, longest first
   std::vector<bool> is_added_;
   std::string byte_to_unicode_[256];  // UTF-8 of the mapped char

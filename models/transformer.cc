@@ -26,8 +26,9 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::CosSin(const torch::Tensor& positions,
                                                                 torch::Dtype dtype) const {
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(positions.device());
-  torch::Tensor exponent = torch::arange(0, head_dim_, 2, f32.dtype(torch::kInt64)).to(torch::kFloat32) /
-                           static_cast<double>(head_dim_);
+  torch::Tensor exponent =
+      torch::arange(0, head_dim_, 2, f32.dtype(torch::kInt64)).to(torch::kFloat32) /
+      static_cast<double>(head_dim_);
   torch::Tensor inv_freq = 1.0 / torch::pow(theta_, exponent);  // float32, as HF
   torch::Tensor freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq;
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);
@@ -81,9 +82,7 @@ BatchLayout BatchLayout::Make(const std::vector<int64_t>& start,
   }
   l.context_length = l.uses_cache ? context : padded_length;
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-  auto to_dev = [&](const std::vector<int64_t>& v) {
-    return torch::tensor(v, i64).to(device);
-  };
+  auto to_dev = [&](const std::vector<int64_t>& v) { return torch::tensor(v, i64).to(device); };
   torch::Tensor start_t = torch::tensor(start, i64);
   torch::Tensor steps = torch::arange(padded_length, i64);
   torch::Tensor positions = start_t.unsqueeze(1) + steps.unsqueeze(0);  // [B, T]
@@ -109,15 +108,19 @@ BatchLayout BatchLayout::Dense(int64_t batch, int64_t length, torch::Device devi
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : num_heads_(c.num_attention_heads), num_kv_heads_(c.num_key_value_heads),
+    : num_heads_(c.num_attention_heads),
+      num_kv_heads_(c.num_key_value_heads),
       head_dim_(c.head_dim) {
   auto linear = [](int64_t in, int64_t out, bool bias) {
     return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
   };
-  q_proj = register_module("q_proj", linear(c.hidden_size, num_heads_ * head_dim_, c.attention_bias));
-  k_proj = register_module("k_proj", linear(c.hidden_size, num_kv_heads_ * head_dim_, c.attention_bias));
-  v_proj = register_module("v_proj", linear(c.hidden_size, num_kv_heads_ * head_dim_, c.attention_bias));
-  o_proj = register_module("o_proj", linear(num_heads_ * head_dim_, c.hidden_size, false));
+  q_proj =
+      register_module("q_proj", linear(c.hidden_size, num_heads_ * head_dim_, c.attention_bias));
+  k_proj =
+      register_module("k_proj", linear(c.hidden_size, num_kv_heads_ * head_dim_, c.attention_bias));
+  v_proj =
+      register_module("v_proj", linear(c.hidden_size, num_kv_heads_ * head_dim_, c.attention_bias));
+  o_proj = register_module("o_proj", linear(num_heads_ * head_dim_, c.hidden_size, c.o_proj_bias));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -132,8 +135,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   if (cache != nullptr) {
     TORCH_CHECK(layout.uses_cache, "Attention: a cache needs a layout with slots");
     torch::Tensor slot_of_token = layout.slots.index_select(0, layout.valid_rows);
-    torch::Tensor pos_of_token =
-        layout.positions.index({layout.valid_rows, layout.valid_cols});
+    torch::Tensor pos_of_token = layout.positions.index({layout.valid_rows, layout.valid_cols});
     torch::Tensor& kc = cache->keys(layer);
     torch::Tensor& vc = cache->values(layer);
     kc.index_put_({slot_of_token, pos_of_token},
@@ -165,8 +167,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 // ---- transformer.h ----
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
-  input_layernorm =
-      register_module("input_layernorm", RMSNorm(RMSNormOptions(c.hidden_size).eps(c.rms_norm_eps)));
+  input_layernorm = register_module("input_layernorm",
+                                    RMSNorm(RMSNormOptions(c.hidden_size).eps(c.rms_norm_eps)));
   self_attn = register_module("self_attn", Attention(c));
   post_attention_layernorm = register_module(
       "post_attention_layernorm", RMSNorm(RMSNormOptions(c.hidden_size).eps(c.rms_norm_eps)));
@@ -180,8 +182,7 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Ten
   return h + mlp(post_attention_layernorm(h));
 }
 
-TransformerBodyImpl::TransformerBodyImpl(const ModelConfig& c)
-    : rotary_(c.head_dim, c.rope_theta) {
+TransformerBodyImpl::TransformerBodyImpl(const ModelConfig& c) : rotary_(c.head_dim, c.rope_theta) {
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c));
@@ -203,7 +204,8 @@ TransformerImpl::TransformerImpl(const ModelConfig& config) : config_(config) {
   if (!config.tie_word_embeddings) {
     lm_head = register_module(
         "lm_head",
-        torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
+        torch::nn::Linear(
+            torch::nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
   }
   torch::NoGradGuard no_grad;
   for (auto& p : named_parameters()) {
@@ -222,8 +224,8 @@ ForwardOutput TransformerImpl::Forward(const torch::Tensor& tokens, const BatchL
                                        KvCache* cache, const ForwardOptions& options) {
   torch::Tensor hidden = model(tokens, layout, cache);
   if (options.last_token_only()) {
-    hidden = hidden.index({torch::arange(hidden.size(0), layout.last_cols.options()),
-                           layout.last_cols});
+    hidden =
+        hidden.index({torch::arange(hidden.size(0), layout.last_cols.options()), layout.last_cols});
   }
   const torch::Tensor& head = lm_head ? lm_head->weight : model->embed_tokens->weight;
   ForwardOutput out;

@@ -119,9 +119,9 @@ TEST(EngineTest, LogProbsAndHiddenStatesMatchRecompute) {
   ids.insert(ids.end(), out.tokens.begin(), out.tokens.end());
   torch::NoGradGuard g;
   torch::Tensor tokens = torch::tensor(ids, torch::kInt64).unsqueeze(0);
-  ForwardOutput full = reference->Forward(
-      tokens, BatchLayout::Dense(1, tokens.size(1), torch::kCPU), nullptr,
-      ForwardOptions().return_hidden(true));
+  ForwardOutput full =
+      reference->Forward(tokens, BatchLayout::Dense(1, tokens.size(1), torch::kCPU), nullptr,
+                         ForwardOptions().return_hidden(true));
   torch::Tensor logprobs = torch::log_softmax(full.logits[0], -1);
   for (int64_t i = 0; i < 5; ++i) {
     const int64_t pos = 3 + i;  // the position whose output predicted generated token i
@@ -217,6 +217,41 @@ TEST(EngineTest, Bfloat16EngineRuns) {
   auto res = (*engine)->Generate({Greedy({1, 2, 3}, 4), Greedy({4}, 6)});
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   EXPECT_EQ((*res)[1].tokens.size(), 6u);
+}
+
+TEST(EngineTest, CancelWaitingAndRunning) {
+  auto engine = MakeEngine(TinyModel(29), 1);
+  std::vector<std::pair<RequestId, RequestResult>> done;
+  auto record = [&](const RequestResult& r) { done.push_back({r.id, r}); };
+  auto a = engine->Submit(Greedy({1, 2}, 10), record);
+  auto b = engine->Submit(Greedy({3, 4}, 10), record);
+  ASSERT_TRUE(engine->Step().ok());
+  ASSERT_TRUE(engine->Step().ok());  // a has two tokens, b waits (one slot)
+  EXPECT_TRUE(engine->Cancel(*b).ok());
+  EXPECT_TRUE(engine->Cancel(*a).ok());
+  EXPECT_EQ(engine->Cancel(*a).code(), ErrorCode::kNotFound);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].second.finish_reason, FinishReason::kCancelled);
+  EXPECT_TRUE(done[0].second.tokens.empty());
+  EXPECT_EQ(done[1].second.tokens.size(), 2u);
+  EXPECT_TRUE(engine->idle());
+  auto res = engine->Generate({Greedy({5}, 3)});  // the slot was freed
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ((*res)[0].tokens.size(), 3u);
+}
+
+TEST(EngineTest, KvCacheBudgetCapsSlots) {
+  EngineOptions o;
+  o.max_batch_size = 8;
+  o.max_sequence_length = 16;
+  KvCacheOptions c = KvCacheOptions::ForModel(TinyConfig("llama", 4, 2, false), 1, 16,
+                                              torch::kFloat32, torch::kCPU);
+  o.kv_cache_budget_bytes = 3 * c.BytesPerSlot() + 1;
+  auto engine = Engine::Create(TinyModel(30), o);
+  ASSERT_TRUE(engine.ok());
+  EXPECT_EQ((*engine)->max_running(), 3);
+  o.kv_cache_budget_bytes = c.BytesPerSlot() - 1;
+  EXPECT_FALSE(Engine::Create(TinyModel(30), o).ok());
 }
 
 }  // namespace

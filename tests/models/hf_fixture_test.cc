@@ -90,15 +90,18 @@ TEST(HfFixtureTest, CheckerAcceptsFloat64ReferenceFixture) {
   testing::PerturbParameters(model, 31);
   ASSERT_TRUE(SaveTransformer(model, dir.string()).ok());
   const std::vector<std::vector<int64_t>> inputs = {{1, 17, 42, 9, 3}, {2, 9}};
-  nlohmann::json ref = {{"inputs", inputs}, {"max_new_tokens", 6}, {"greedy", nlohmann::json::array()}};
+  nlohmann::json ref = {
+      {"inputs", inputs}, {"max_new_tokens", 6}, {"greedy", nlohmann::json::array()}};
   TensorMap logits;
   for (size_t i = 0; i < inputs.size(); ++i) {
     logits["logits." + std::to_string(i)] =
-        testing::ReferenceLogits(model, torch::tensor(inputs[i], torch::kInt64)).to(torch::kFloat32);
+        testing::ReferenceLogits(model, torch::tensor(inputs[i], torch::kInt64))
+            .to(torch::kFloat32);
     std::vector<int64_t> ids = inputs[i], greedy;
     for (int step = 0; step < 6; ++step) {
-      greedy.push_back(
-          testing::ReferenceLogits(model, torch::tensor(ids, torch::kInt64))[-1].argmax().item<int64_t>());
+      greedy.push_back(testing::ReferenceLogits(model, torch::tensor(ids, torch::kInt64))[-1]
+                           .argmax()
+                           .item<int64_t>());
       ids.push_back(greedy.back());
     }
     ref["greedy"].push_back(greedy);

@@ -20,6 +20,7 @@ TEST(ModelConfigTest, ParsesQwen2) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->model_type, "qwen2");
   EXPECT_TRUE(c->attention_bias);
+  EXPECT_FALSE(c->o_proj_bias);  // qwen2: q/k/v only
   EXPECT_EQ(c->head_dim, 16);
   EXPECT_EQ(c->num_key_value_heads, 2);
   EXPECT_DOUBLE_EQ(c->rope_theta, 1e6);
@@ -37,6 +38,7 @@ TEST(ModelConfigTest, LlamaDefaults) {
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->model_type, "llama");
   EXPECT_FALSE(c->attention_bias);
+  EXPECT_FALSE(c->o_proj_bias);
   EXPECT_EQ(c->num_key_value_heads, 4);
   EXPECT_EQ(c->head_dim, 16);  // explicit head_dim wins over hidden/heads
   EXPECT_FALSE(c->tie_word_embeddings);
@@ -53,7 +55,8 @@ TEST(ModelConfigTest, NewerTransformersKeys) {
   EXPECT_DOUBLE_EQ(c->rope_theta, 5000.0);
   auto yarn = ParseModelConfig(R"({"model_type": "llama", "hidden_size": 32,
     "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 100,
-    "rms_norm_eps": 1e-5, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})", "y.json");
+    "rms_norm_eps": 1e-5, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})",
+                               "y.json");
   ASSERT_FALSE(yarn.ok());
   EXPECT_NE(yarn.status().message().find("yarn"), std::string::npos);
 }
@@ -71,7 +74,8 @@ TEST(ModelConfigTest, ErrorsNameKeyAndFile) {
   EXPECT_NE(bad.status().message().find("hidden_size"), std::string::npos);
   auto gqa = ParseModelConfig(R"({"model_type": "llama", "hidden_size": 32,
     "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
-    "num_key_value_heads": 3, "vocab_size": 100, "rms_norm_eps": 1e-5})", "gqa.json");
+    "num_key_value_heads": 3, "vocab_size": 100, "rms_norm_eps": 1e-5})",
+                              "gqa.json");
   EXPECT_FALSE(gqa.ok());
   EXPECT_FALSE(ParseModelConfig("not json", "x.json").ok());
   EXPECT_FALSE(ReadModelConfig("/nonexistent/config.json").ok());

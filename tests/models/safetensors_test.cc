@@ -123,19 +123,19 @@ TEST_F(SafetensorsTest, HeaderLengthOutOfRange) {
 }
 
 TEST_F(SafetensorsTest, OffsetsAndDtypeErrorsNameTensor) {
-  WriteRaw(Path("o.safetensors"),
-           R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", std::string(8, '\0'));
+  WriteRaw(Path("o.safetensors"), R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})",
+           std::string(8, '\0'));
   auto f = SafetensorsFile::Open(Path("o.safetensors"));
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.status().message().find("'w'"), std::string::npos);
   EXPECT_NE(f.status().message().find("beyond"), std::string::npos);
-  WriteRaw(Path("s.safetensors"),
-           R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0'));
+  WriteRaw(Path("s.safetensors"), R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+           std::string(8, '\0'));
   auto s = SafetensorsFile::Open(Path("s.safetensors"));
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("need 12"), std::string::npos) << s.status().ToString();
-  WriteRaw(Path("d.safetensors"),
-           R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", std::string(2, '\0'));
+  WriteRaw(Path("d.safetensors"), R"({"w":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})",
+           std::string(2, '\0'));
   auto d = SafetensorsFile::Open(Path("d.safetensors"));
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("F8_E4M3"), std::string::npos);
@@ -145,8 +145,8 @@ TEST_F(SafetensorsTest, OffsetsAndDtypeErrorsNameTensor) {
 }
 
 TEST_F(SafetensorsTest, ShapeChecksNameTensorAndFile) {
-  ASSERT_TRUE(WriteCheckpointTensors(dir_, {{"w", torch::zeros({2, 3})}, {"b", torch::zeros({3})}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteCheckpointTensors(dir_, {{"w", torch::zeros({2, 3})}, {"b", torch::zeros({3})}}).ok());
   auto loaded = ReadCheckpointTensors(dir_);
   ASSERT_TRUE(loaded.ok());
   EXPECT_TRUE(CheckTensorShapes(*loaded, {{"w", {2, 3}}, {"b", {3}}}).ok());

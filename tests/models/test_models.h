@@ -12,7 +12,8 @@
 namespace tlt::models::testing {
 
 inline ModelConfig TinyConfig(const std::string& type, int64_t heads, int64_t kv_heads, bool tied,
-                              double theta = 10000.0, int64_t vocab = 61) {
+                              double theta = 10000.0, int64_t vocab = 61,
+                              bool llama_attention_bias = false) {
   ModelConfig c;
   c.model_type = type;
   c.hidden_size = 32;
@@ -25,7 +26,8 @@ inline ModelConfig TinyConfig(const std::string& type, int64_t heads, int64_t kv
   c.rms_norm_eps = 1e-6;
   c.rope_theta = theta;
   c.tie_word_embeddings = tied;
-  c.attention_bias = (type == "qwen2");
+  c.attention_bias = (type == "qwen2") || llama_attention_bias;
+  c.o_proj_bias = type == "llama" && llama_attention_bias;
   c.eos_token_ids = {1};
   return c;
 }
@@ -76,7 +78,9 @@ inline torch::Tensor ReferenceLogits(Transformer& model, const torch::Tensor& to
         attn.select(0, t).select(0, head).copy_(torch::matmul(w, vs));
       }
     }
-    h = h + torch::matmul(attn.reshape({T, H * D}), P(p + "self_attn.o_proj.weight").t());
+    torch::Tensor o = torch::matmul(attn.reshape({T, H * D}), P(p + "self_attn.o_proj.weight").t());
+    if (c.o_proj_bias) o = o + P(p + "self_attn.o_proj.bias");
+    h = h + o;
     x = rms(h, P(p + "post_attention_layernorm.weight"));
     torch::Tensor gate = torch::matmul(x, P(p + "mlp.gate_proj.weight").t());
     torch::Tensor up = torch::matmul(x, P(p + "mlp.up_proj.weight").t());
@@ -84,8 +88,7 @@ inline torch::Tensor ReferenceLogits(Transformer& model, const torch::Tensor& to
     h = h + torch::matmul(act, P(p + "mlp.down_proj.weight").t());
   }
   h = rms(h, P("model.norm.weight"));
-  torch::Tensor head =
-      c.tie_word_embeddings ? P("model.embed_tokens.weight") : P("lm_head.weight");
+  torch::Tensor head = c.tie_word_embeddings ? P("model.embed_tokens.weight") : P("lm_head.weight");
   return torch::matmul(h, head.t());
 }
 

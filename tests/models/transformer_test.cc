@@ -102,6 +102,7 @@ struct Shape {
   int64_t heads, kv_heads;
   bool tied;
   double theta;
+  bool llama_bias = false;  // HF Llama attention_bias: q, k, v and o biases
 };
 
 class TransformerShapeTest : public ::testing::TestWithParam<Shape> {};
@@ -109,7 +110,7 @@ class TransformerShapeTest : public ::testing::TestWithParam<Shape> {};
 TEST_P(TransformerShapeTest, ForwardMatchesFloat64Reference) {
   const Shape s = GetParam();
   torch::manual_seed(4);
-  Transformer model(TinyConfig(s.type, s.heads, s.kv_heads, s.tied, s.theta));
+  Transformer model(TinyConfig(s.type, s.heads, s.kv_heads, s.tied, s.theta, 61, s.llama_bias));
   PerturbParameters(model, 5);
   torch::NoGradGuard g;
   torch::Tensor tokens = torch::randint(0, model->config().vocab_size, {7}, torch::kInt64);
@@ -120,7 +121,7 @@ TEST_P(TransformerShapeTest, ForwardMatchesFloat64Reference) {
 TEST_P(TransformerShapeTest, CachedDecodeEqualsFullRecompute) {
   const Shape s = GetParam();
   torch::manual_seed(6);
-  Transformer model(TinyConfig(s.type, s.heads, s.kv_heads, s.tied, s.theta));
+  Transformer model(TinyConfig(s.type, s.heads, s.kv_heads, s.tied, s.theta, 61, s.llama_bias));
   PerturbParameters(model, 7);
   torch::NoGradGuard g;
   const ModelConfig& c = model->config();
@@ -141,13 +142,15 @@ TEST_P(TransformerShapeTest, CachedDecodeEqualsFullRecompute) {
       tokens[b].narrow(0, 0, count[b]).copy_(seqs[b].narrow(0, start[b], count[b]));
     }
     BatchLayout layout = BatchLayout::Make(start, count, T, slots, torch::kCPU);
-    ForwardOutput out = model->Forward(tokens, layout, &cache, ForwardOptions().return_hidden(true));
+    ForwardOutput out =
+        model->Forward(tokens, layout, &cache, ForwardOptions().return_hidden(true));
     for (int64_t b = 0; b < 3; ++b) {
       EXPECT_TRUE(cache.SetLength(slots[b], start[b] + count[b]).ok());
-      torch::Tensor full = model->forward(seqs[b].narrow(0, 0, start[b] + count[b]).unsqueeze(0))[0];
-      EXPECT_LT(MaxRelError(out.logits[b].narrow(0, 0, count[b]),
-                            full.narrow(0, start[b], count[b])),
-                1e-5)
+      torch::Tensor full =
+          model->forward(seqs[b].narrow(0, 0, start[b] + count[b]).unsqueeze(0))[0];
+      EXPECT_LT(
+          MaxRelError(out.logits[b].narrow(0, 0, count[b]), full.narrow(0, start[b], count[b])),
+          1e-5)
           << "row " << b << " start " << start[b];
     }
     return out;
@@ -157,8 +160,8 @@ TEST_P(TransformerShapeTest, CachedDecodeEqualsFullRecompute) {
   run({6, 3, 8}, {3, 1, 2});
   // last_token_only picks each row's last real token.
   std::vector<int64_t> start = {9, 4, 10}, count = {1, 1, 1};
-  torch::Tensor tokens = torch::stack({seqs[0].narrow(0, 9, 1), seqs[1].narrow(0, 4, 1),
-                                       seqs[2].narrow(0, 10, 1)});
+  torch::Tensor tokens =
+      torch::stack({seqs[0].narrow(0, 9, 1), seqs[1].narrow(0, 4, 1), seqs[2].narrow(0, 10, 1)});
   auto out = model->Forward(tokens, BatchLayout::Make(start, count, 1, slots, torch::kCPU), &cache,
                             ForwardOptions().last_token_only(true).return_hidden(true));
   EXPECT_EQ(out.logits.dim(), 2);
@@ -167,14 +170,18 @@ TEST_P(TransformerShapeTest, CachedDecodeEqualsFullRecompute) {
   EXPECT_LT(MaxRelError(out.logits[1], full[4]), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, TransformerShapeTest,
-    ::testing::Values(Shape{"llama", 4, 4, false, 10000.0}, Shape{"llama", 4, 2, true, 500.0},
-                      Shape{"qwen2", 4, 1, true, 1e6}, Shape{"qwen2", 2, 2, false, 10000.0}),
-    [](const ::testing::TestParamInfo<Shape>& info) {
-      return info.param.type + "_h" + std::to_string(info.param.heads) + "_kv" +
-             std::to_string(info.param.kv_heads) + (info.param.tied ? "_tied" : "_untied");
-    });
+INSTANTIATE_TEST_SUITE_P(Shapes, TransformerShapeTest,
+                         ::testing::Values(Shape{"llama", 4, 4, false, 10000.0},
+                                           Shape{"llama", 4, 2, true, 500.0},
+                                           Shape{"llama", 4, 2, false, 10000.0, true},
+                                           Shape{"qwen2", 4, 1, true, 1e6},
+                                           Shape{"qwen2", 2, 2, false, 10000.0}),
+                         [](const ::testing::TestParamInfo<Shape>& info) {
+                           return info.param.type + "_h" + std::to_string(info.param.heads) +
+                                  "_kv" + std::to_string(info.param.kv_heads) +
+                                  (info.param.tied ? "_tied" : "_untied") +
+                                  (info.param.llama_bias ? "_bias" : "");
+                         });
 
 TEST(TransformerTest, PaddedBatchWithoutCacheMatchesSingleRows) {
   torch::manual_seed(8);
@@ -205,6 +212,9 @@ TEST(TransformerTest, ParameterNamesAreHuggingFace) {
   Transformer tied(TinyConfig("llama", 4, 2, true));
   EXPECT_FALSE(tied->ExpectedShapes().count("lm_head.weight"));
   EXPECT_FALSE(tied->ExpectedShapes().count("model.layers.0.self_attn.q_proj.bias"));
+  Transformer biased(TinyConfig("llama", 4, 2, false, 1e4, 61, /*llama_attention_bias=*/true));
+  EXPECT_TRUE(biased->ExpectedShapes().count("model.layers.0.self_attn.o_proj.bias"));
+  EXPECT_TRUE(biased->ExpectedShapes().count("model.layers.0.self_attn.v_proj.bias"));
 }
 
 class TransformerIoTest : public ::testing::Test {
@@ -249,7 +259,8 @@ TEST_F(TransformerIoTest, LoadErrorsNameTheTensor) {
   ASSERT_TRUE(WriteCheckpointTensors(dir_, tensors).ok());
   auto missing = LoadTransformer(dir_, torch::kFloat32);
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("model.layers.1.mlp.up_proj.weight"), std::string::npos);
+  EXPECT_NE(missing.status().message().find("model.layers.1.mlp.up_proj.weight"),
+            std::string::npos);
   tensors = model->NamedTensors();
   tensors["model.norm.weight"] = torch::ones({31});
   ASSERT_TRUE(WriteCheckpointTensors(dir_, tensors).ok());
