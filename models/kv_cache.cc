@@ -4,8 +4,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#ifdef TLT_MODELS_CUDA
+// With a CUDA LibTorch, Release() also hands the cached blocks back to the device (other
+// processes see the memory free). Without the header the memory stays in the caching allocator,
+// where tensors of this process (drafter training on the same GPU) reuse it anyway.
+#if defined(TLT_MODELS_CUDA) && __has_include(<c10/cuda/CUDACachingAllocator.h>) && \
+    __has_include(<cuda_runtime_api.h>)
 #include <c10/cuda/CUDACachingAllocator.h>
+#define TLT_MODELS_EMPTY_CUDA_CACHE 1
 #endif
 
 namespace tlt::models {
@@ -88,7 +93,7 @@ void KvCache::Release() {
   std::fill(allocated_.begin(), allocated_.end(), false);
   std::fill(lengths_.begin(), lengths_.end(), 0);
   released_ = true;
-#ifdef TLT_MODELS_CUDA
+#ifdef TLT_MODELS_EMPTY_CUDA_CACHE
   if (options_.device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
 }
