@@ -1,0 +1,184 @@
+#include "speculative/strategy.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <numeric>
+#include <sstream>
+
+namespace tlt::speculative {
+
+std::string Strategy::Name() const {
+  return std::to_string(steps) + "_" + std::to_string(top_k) + "_" + std::to_string(num_tokens);
+}
+
+Result<Strategy> ParseStrategy(const std::string& text) {
+  const char* kFields[] = {"steps", "top-k", "tokens"};
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, '_')) parts.push_back(part);
+  if (!text.empty() && text.back() == '_') parts.push_back("");
+  if (parts.size() != 3) {
+    return InvalidArgument("strategy '" + text +
+                           "': expected STEPS_TOPK_TOKENS, three positive integers joined by '_' "
+                           "(for example 8_4_16)");
+  }
+  int64_t values[3];
+  for (int i = 0; i < 3; ++i) {
+    const std::string& p = parts[i];
+    if (p.empty() || p.size() > 6 ||
+        !std::all_of(p.begin(), p.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      return InvalidArgument("strategy '" + text + "': " + kFields[i] + " '" + p +
+                             "' is not a positive integer");
+    }
+    values[i] = std::stoll(p);
+    if (values[i] <= 0) {
+      return InvalidArgument("strategy '" + text + "': " + kFields[i] + " must be at least 1");
+    }
+  }
+  Strategy s{values[0], values[1], values[2]};
+  const int64_t candidates = s.top_k + (s.steps - 1) * s.top_k * s.top_k;
+  if (s.num_tokens > candidates) {
+    return InvalidArgument("strategy '" + text + "': " + std::to_string(s.num_tokens) +
+                           " tokens but " + std::to_string(s.steps) + " steps of top-" +
+                           std::to_string(s.top_k) + " yield only " + std::to_string(candidates) +
+                           " candidates");
+  }
+  return s;
+}
+
+DraftTree BuildDraftTree(const Strategy& strategy, int64_t root_token,
+                         const torch::Tensor& root_logprobs, const ExpandFn& expand) {
+  DraftTree candidates = DraftTree::Root(root_token);
+  std::vector<double> score{0.0};
+  const int64_t max_depth = strategy.is_chain() ? strategy.max_draft_tokens() : strategy.steps;
+  auto add_children = [&](int64_t node, const torch::Tensor& logprobs, std::vector<int64_t>* out) {
+    const int64_t k = std::min<int64_t>(strategy.top_k, logprobs.size(-1));
+    auto top = logprobs.to(torch::kFloat64).cpu().topk(k);
+    torch::Tensor values = std::get<0>(top).contiguous(), ids = std::get<1>(top).contiguous();
+    for (int64_t j = 0; j < k; ++j) {
+      const double v = values.data_ptr<double>()[j];
+      if (!std::isfinite(v)) break;
+      out->push_back(candidates.Add(node, ids.data_ptr<int64_t>()[j]));
+      score.push_back(score[node] + v);
+    }
+  };
+  std::vector<int64_t> frontier;
+  add_children(0, root_logprobs.reshape({-1}), &frontier);
+  for (int64_t depth = 1; depth < max_depth && !frontier.empty(); ++depth) {
+    std::stable_sort(frontier.begin(), frontier.end(),
+                     [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+    if (static_cast<int64_t>(frontier.size()) > strategy.top_k) frontier.resize(strategy.top_k);
+    std::sort(frontier.begin(), frontier.end());
+    torch::Tensor logprobs = expand(candidates, frontier);
+    std::vector<int64_t> next;
+    for (size_t j = 0; j < frontier.size(); ++j) {
+      add_children(frontier[j], logprobs[static_cast<int64_t>(j)], &next);
+    }
+    frontier = std::move(next);
+  }
+  // Keep the best num_tokens candidates; ancestors rank before descendants.
+  std::vector<int64_t> order(candidates.size() - 1);
+  std::iota(order.begin(), order.end(), 1);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (score[a] != score[b]) return score[a] > score[b];
+    return candidates.depths[a] < candidates.depths[b];
+  });
+  if (static_cast<int64_t>(order.size()) > strategy.max_draft_tokens()) {
+    order.resize(strategy.max_draft_tokens());
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<int64_t> new_index(candidates.size(), -1);
+  new_index[0] = 0;
+  DraftTree tree = DraftTree::Root(root_token);
+  for (int64_t node : order) {
+    const int64_t parent = new_index[candidates.parents[node]];
+    TORCH_CHECK(parent >= 0, "BuildDraftTree: a kept node lost its parent");
+    new_index[node] = tree.Add(parent, candidates.tokens[node]);
+  }
+  return tree;
+}
+
+torch::Tensor AncestorMask(const DraftTree& tree) {
+  const int64_t n = tree.size();
+  torch::Tensor mask = torch::zeros({n, n}, torch::kBool);
+  auto m = mask.accessor<bool, 2>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = i; j >= 0; j = tree.parents[j]) m[i][j] = true;
+  }
+  return mask;
+}
+
+TreeBatch MakeTreeBatch(const std::vector<DraftTree>& trees, const std::vector<int64_t>& start,
+                        const std::vector<int64_t>& slots, torch::Device device) {
+  const int64_t B = static_cast<int64_t>(trees.size());
+  std::vector<int64_t> counts(B);
+  int64_t T = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    counts[b] = trees[b].size();
+    T = std::max(T, counts[b]);
+  }
+  TreeBatch out;
+  out.layout = models::BatchLayout::Make(start, counts, T, slots, device);
+  torch::Tensor tokens = torch::zeros({B, T}, torch::kInt64);
+  torch::Tensor rotary = torch::arange(T, torch::kInt64).unsqueeze(0).repeat({B, 1});
+  torch::Tensor mask = out.layout.mask.cpu().clone();  // [B, 1, T, K]
+  for (int64_t b = 0; b < B; ++b) {
+    const DraftTree& t = trees[b];
+    const int64_t n = t.size();
+    tokens[b].narrow(0, 0, n).copy_(torch::tensor(t.tokens, torch::kInt64));
+    rotary[b].narrow(0, 0, n).copy_(torch::tensor(t.depths, torch::kInt64));
+    mask[b][0].narrow(0, 0, n).narrow(1, start[b], n).copy_(AncestorMask(t));
+  }
+  rotary += torch::tensor(start, torch::kInt64).unsqueeze(1);
+  out.layout.mask = mask.to(device);
+  out.tokens = tokens.to(device);
+  out.rotary_positions = rotary.to(device);
+  return out;
+}
+
+const torch::Tensor& LmHeadWeight(models::Transformer& model) {
+  return model->lm_head ? model->lm_head->weight : model->model->embed_tokens->weight;
+}
+
+models::ForwardOutput TreeForward(models::Transformer& model, const TreeBatch& batch,
+                                  models::KvCache* cache) {
+  const models::ModelConfig& c = model->config();
+  models::TransformerBody& body = model->model;
+  torch::Tensor h = body->embed_tokens(batch.tokens);
+  models::RotaryEmbedding rotary(c.head_dim, c.rope_theta);
+  auto cos_sin = rotary.CosSin(batch.rotary_positions, h.scalar_type());
+  for (size_t i = 0; i < body->layers->size(); ++i) {
+    h = body->layers[i]->as<models::DecoderLayer>()->forward(
+        h, cos_sin.first, cos_sin.second, batch.layout, cache, static_cast<int64_t>(i));
+  }
+  models::ForwardOutput out;
+  out.hidden = body->norm(h);
+  out.logits = torch::matmul(out.hidden, LmHeadWeight(model).t()).to(torch::kFloat32);
+  return out;
+}
+
+void CompactAcceptedPath(models::KvCache* cache, int64_t slot, int64_t start,
+                         const std::vector<int64_t>& path) {
+  if (path.empty()) return;
+  std::vector<int64_t> src, dst;
+  for (size_t i = 0; i < path.size(); ++i) {
+    src.push_back(start + path[i]);
+    dst.push_back(start + 1 + static_cast<int64_t>(i));
+  }
+  if (src == dst) return;
+  const torch::Device device = cache->keys(0).device();
+  torch::Tensor s = torch::tensor(src, torch::kInt64).to(device);
+  torch::Tensor d = torch::tensor(dst, torch::kInt64).to(device);
+  for (int64_t layer = 0; layer < cache->options().num_layers; ++layer) {
+    for (torch::Tensor* t : {&cache->keys(layer), &cache->values(layer)}) {
+      torch::Tensor row = t->select(0, slot);
+      row.index_copy_(0, d, row.index_select(0, s));
+    }
+  }
+}
+
+}  // namespace tlt::speculative

@@ -1,0 +1,89 @@
+// Drafting strategies and the tree they produce, and the target's tree-attention verify forward.
+//
+// A Strategy is (draft steps, top-k, draft tokens verified), written "STEPS_TOPK_TOKENS" as in
+// the TLT release ("8_4_16"). Top-k 1 is a chain of min(steps, tokens) drafts; more is an
+// EAGLE-2 tree: the root's top-k draft tokens form depth 1; at each further step the top-k
+// candidates of the newest depth by cumulative draft log-probability are expanded, each into its
+// top-k children; finally the `tokens` best candidates overall by cumulative log-probability
+// (ties: shallower, then older first, so a node's ancestors always come with it) are kept.
+//
+// The verify forward runs the root and all draft nodes of each request's tree in one target
+// forward: node i of a request whose cache holds `start` positions is written to cache position
+// start + i, is rotated as position start + depth(i), and attends to the whole cached prefix
+// plus its own ancestors and itself. After verification the caller keeps the accepted path with
+// CompactAcceptedPath (moves its keys/values to start + 1, start + 2, ...) and
+// KvCache::SetLength.
+//
+// Everything here is pure except the forwards (which write the cache). Not thread-safe where a
+// module or cache is involved (as LibTorch modules).
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "models/attention.h"
+#include "models/kv_cache.h"
+#include "models/transformer.h"
+#include "runtime/status.h"
+#include "speculative/draft_tree.h"
+
+namespace tlt::speculative {
+
+struct Strategy {
+  int64_t steps = 1;       // drafter forwards per speculative step (tree depth)
+  int64_t top_k = 1;       // branching; 1 = chain
+  int64_t num_tokens = 1;  // draft tokens verified (tree nodes besides the root)
+
+  bool is_chain() const { return top_k == 1; }
+  // Draft tokens a tree of this strategy really holds (a chain has at most `steps`).
+  int64_t max_draft_tokens() const { return is_chain() ? std::min(steps, num_tokens) : num_tokens; }
+  std::string Name() const;  // "8_4_16"
+};
+
+// Parses "STEPS_TOPK_TOKENS"; each a positive integer, tokens <= the candidates the tree can
+// have (top_k + (steps - 1) * top_k^2). Errors say which field is wrong.
+Result<Strategy> ParseStrategy(const std::string& text);
+
+// Draft log-probs [nodes.size(), V] for the candidate nodes `nodes` of `candidates` (the tree
+// grown so far, candidates.tokens[n] the node's token): the drafter's next-token distribution
+// after the path root .. n.
+using ExpandFn =
+    std::function<torch::Tensor(const DraftTree& candidates, const std::vector<int64_t>& nodes)>;
+
+// Builds the pruned tree for `strategy` from the root's draft log-probs [V] (see above).
+// `expand` is called steps - 1 times, each with the nodes of one depth.
+DraftTree BuildDraftTree(const Strategy& strategy, int64_t root_token,
+                         const torch::Tensor& root_logprobs, const ExpandFn& expand);
+
+// [n, n] bool: entry (i, j) true iff node j is node i or one of its ancestors.
+torch::Tensor AncestorMask(const DraftTree& tree);
+
+// The layout of one tree-attention forward of a batch, row b holding trees[b] (root first) for
+// cache slot slots[b] whose first start[b] positions are filled. `layout.positions` are the cache
+// write positions, `rotary_positions` [B, T] the positions the tokens are rotated by.
+struct TreeBatch {
+  models::BatchLayout layout;
+  torch::Tensor tokens;            // [B, T] int64 (padding 0)
+  torch::Tensor rotary_positions;  // [B, T] int64
+};
+TreeBatch MakeTreeBatch(const std::vector<DraftTree>& trees, const std::vector<int64_t>& start,
+                        const std::vector<int64_t>& slots, torch::Device device);
+
+// Target forward over a TreeBatch through `model`'s public modules, writing the cache: float32
+// logits [B, T, V] and the final hidden states [B, T, H] (after the final norm).
+models::ForwardOutput TreeForward(models::Transformer& model, const TreeBatch& batch,
+                                  models::KvCache* cache);
+
+// Copies the keys/values of the tree nodes `path` (increasing, root excluded) of the request in
+// `slot`, written at start + node, to start + 1, start + 2, ... in every layer.
+void CompactAcceptedPath(models::KvCache* cache, int64_t slot, int64_t start,
+                         const std::vector<int64_t>& path);
+
+// The LM head of `model` ([V, H] weight; the embedding when tied).
+const torch::Tensor& LmHeadWeight(models::Transformer& model);
+
+}  // namespace tlt::speculative
