@@ -4,6 +4,9 @@
 
 #include "cli/cluster_commands.h"
 #include "cli/flags.h"
+#ifdef TLT_WITH_MODELS
+#include "cli/model_commands.h"
+#endif
 #include "runtime/cluster.h"
 
 namespace {
@@ -18,6 +21,12 @@ cluster:
   tlt list actors [--state STATE] [--json]
   tlt get actor ID|NAME [--json]
   tlt list events [--json]            state changes, node joins and deaths, with timestamps
+
+models (Hugging Face checkpoint directories: config.json + safetensors):
+  tlt model info DIR [--json]
+  tlt model logits DIR --ids 1,2,3 [--json] [--device cpu|cuda]
+  tlt generate DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
+               [--temperature T --top-k K --top-p P --seed S --num-samples K] [--json]
 )";
 
 }  // namespace
@@ -42,6 +51,16 @@ int main(int argc, char** argv) {
   if (cmd == "list" && sub == "actors") return tlt::cli::ListActorsCommand(*flags);
   if (cmd == "list" && sub == "events") return tlt::cli::ListEventsCommand(*flags);
   if (cmd == "get" && sub == "actor") return tlt::cli::GetActorCommand(*flags);
+#ifdef TLT_WITH_MODELS
+  if (cmd == "model" && sub == "info") return tlt::cli::ModelInfoCommand(*flags);
+  if (cmd == "model" && sub == "logits") return tlt::cli::ModelLogitsCommand(*flags);
+  if (cmd == "generate") return tlt::cli::GenerateCommand(*flags);
+#else
+  if (cmd == "model" || cmd == "generate") {
+    std::cerr << "tlt: this build has no LibTorch; model commands are unavailable\n";
+    return 2;
+  }
+#endif
   if (cmd == "_head") return tlt::cli::HeadMain(*flags);
   if (cmd == "_node") return tlt::cli::NodeMain(*flags);
   std::cerr << "tlt: unknown command '" << cmd << (sub.empty() ? "" : " " + sub) << "'\n" << kUsage;

@@ -1,4 +1,5 @@
 // GrpoTrainer and checkpoints (one LibTorch translation unit: each is slow to compile).
+#include "runtime/file_util.h"
 #include "rl/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -70,7 +71,7 @@ Status SaveCheckpoint(const std::string& dir, Learner& learner, const TrainingSt
   if (fs::exists(final_dir)) return InvalidArgument("checkpoint " + dir + " already exists");
   const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  (void)::tlt::RemoveTree(std::string(tmp));
   fs::create_directories(tmp / "policy", ec);
   if (ec) return IoError("cannot create " + tmp.string() + ": " + ec.message());
   try {

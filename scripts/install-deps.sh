@@ -13,7 +13,7 @@ packages=(
   nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev
-  libncurses-dev
+  libncurses-dev zlib1g-dev jq
 )
 if [[ "${1:-}" == "--bench" ]]; then packages+=(libcaf-dev); fi
 missing=()

@@ -1,6 +1,7 @@
 // Checks the models/ layer against files produced by Hugging Face transformers
 // (scripts/hf/make_fixtures.py, run on the GPU machine; output in tests/models/fixtures/hf/).
 // Skips when the fixtures are absent.
+#include "runtime/file_util.h"
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -84,7 +85,7 @@ TEST(HfFixtureTest, LogitsAndGreedyTokensMatchTransformers) {
 // The checker itself, on a fixture in the same layout made here from the float64 reference.
 TEST(HfFixtureTest, CheckerAcceptsFloat64ReferenceFixture) {
   const fs::path dir = fs::temp_directory_path() / ("tlt_hf_self_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
+  (void)::tlt::RemoveTree(std::string(dir));
   torch::manual_seed(30);
   Transformer model(testing::TinyConfig("qwen2", 4, 2, true, 1e6));
   testing::PerturbParameters(model, 31);
@@ -109,7 +110,7 @@ TEST(HfFixtureTest, CheckerAcceptsFloat64ReferenceFixture) {
   ASSERT_TRUE(WriteSafetensors((dir / "logits.safetensors").string(), logits).ok());
   std::ofstream(dir / "reference.json") << ref.dump();
   CheckAgainstReference(dir);
-  fs::remove_all(dir);
+  (void)::tlt::RemoveTree(std::string(dir));
 }
 
 TEST(HfFixtureTest, TokenizerMatchesHfTokenizers) {

@@ -1,3 +1,4 @@
+#include "runtime/file_util.h"
 #include "models/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -18,10 +19,10 @@ class SafetensorsTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() /
            ("tlt_st_" + std::to_string(::getpid()) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    (void)::tlt::RemoveTree(std::string(dir_));
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { (void)::tlt::RemoveTree(std::string(dir_)); }
   std::string Path(const std::string& f) const { return (fs::path(dir_) / f).string(); }
   static TensorMap Sample() {
     torch::manual_seed(0);

@@ -1,3 +1,4 @@
+#include "runtime/file_util.h"
 #include "models/transformer.h"
 
 #include <gtest/gtest.h>
@@ -221,9 +222,9 @@ class TransformerIoTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("tlt_tf_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
+    (void)::tlt::RemoveTree(std::string(dir_));
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { (void)::tlt::RemoveTree(std::string(dir_)); }
   std::string dir_;
 };
 
@@ -248,7 +249,7 @@ TEST_F(TransformerIoTest, SaveLoadRoundTripFloat32AndBfloat16) {
   ASSERT_TRUE(cfg.ok());
   EXPECT_EQ(cfg->torch_dtype, "bfloat16");
   EXPECT_TRUE(LoadTransformer(dir_ + "_bf16", torch::kFloat32).ok());
-  fs::remove_all(dir_ + "_bf16");
+  (void)::tlt::RemoveTree(std::string(dir_ + "_bf16"));
 }
 
 TEST_F(TransformerIoTest, LoadErrorsNameTheTensor) {

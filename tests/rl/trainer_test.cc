@@ -1,5 +1,6 @@
 // GrpoTrainer end to end on the synthetic task: checkpoints (exact resume, corruption,
 // mismatch), equal rewards, and a learning test (SFT, then GRPO raises accuracy).
+#include "runtime/file_util.h"
 #include "rl/trainer.h"
 
 #include <gtest/gtest.h>
@@ -74,7 +75,7 @@ bool SameExceptTimes(const MetricsRecord& a, const MetricsRecord& b, std::string
 
 TEST(TrainerTest, ResumeFromCheckpointContinuesExactly) {
   fs::path dir = fs::path(::testing::TempDir()) / "rl_resume_test";
-  fs::remove_all(dir);
+  (void)::tlt::RemoveTree(std::string(dir));
   fs::create_directories(dir);
   auto a = MakeSetup(21, ShapedReward);
   ASSERT_TRUE(a->trainer->Step().ok());
@@ -100,7 +101,7 @@ TEST(TrainerTest, ResumeFromCheckpointContinuesExactly) {
 
 TEST(TrainerTest, CorruptIncompleteAndMismatchedCheckpointsAreRefused) {
   fs::path dir = fs::path(::testing::TempDir()) / "rl_corrupt_test";
-  fs::remove_all(dir);
+  (void)::tlt::RemoveTree(std::string(dir));
   fs::create_directories(dir);
   auto a = MakeSetup(21, ShapedReward);
   ASSERT_TRUE(a->trainer->SaveCheckpoint((dir / "good").string()).ok());
