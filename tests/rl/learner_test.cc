@@ -66,8 +66,10 @@ TEST(LearnerTest, MicroBatchSizeDoesNotChangeTheUpdate) {
   models::Transformer fresh = TinyModel(cfg, 4);
   torch::Tensor before = FlatWeights(fresh);
   EXPECT_GT((results[0] - before).abs().max().item<double>(), 1e-3);  // it did move
-  EXPECT_LT((results[1] - results[0]).abs().max().item<double>(), 1e-5);
-  EXPECT_LT((results[2] - results[0]).abs().max().item<double>(), 1e-5);
+  // Float32 sums in another order: differences of a few 1e-5 after 4 AdamW updates (seen
+  // 1.3e-5 on the GPU machine's CPU), far below the 1e-3 the weights moved.
+  EXPECT_LT((results[1] - results[0]).abs().max().item<double>(), 5e-5);
+  EXPECT_LT((results[2] - results[0]).abs().max().item<double>(), 5e-5);
 }
 
 TEST(LearnerTest, ZeroAdvantagesLeaveWeightsUnchanged) {
