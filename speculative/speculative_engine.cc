@@ -19,6 +19,7 @@ struct SpeculativeEngine::Sequence {
   std::vector<int64_t> pending_tokens;  // drafter pairs not fed yet: x_{t+1} ...
   torch::Tensor pending_hidden;         // ... and h_t, [m, H]
   bool finished = false;
+  std::vector<torch::Tensor> draft_probs;  // sampled drafts: the distribution of each draft
 };
 
 SpeculativeEngine::SpeculativeEngine(models::Transformer target, Drafter drafter,
@@ -28,6 +29,10 @@ SpeculativeEngine::SpeculativeEngine(models::Transformer target, Drafter drafter
 Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     models::Transformer target, Drafter drafter, const SpeculativeEngineOptions& options) {
   RETURN_NOT_OK(drafter->CheckFits(target->config()));
+  if (options.sample_drafts && !options.strategy.is_chain()) {
+    return InvalidArgument("SpeculativeEngine: sampled drafts need a chain strategy (top-k 1), not " +
+                           options.strategy.Name());
+  }
   if (options.max_batch_size < 1 || options.max_sequence_length < 2) {
     return InvalidArgument("SpeculativeEngine: max_batch_size >= 1, max_sequence_length >= 2");
   }
@@ -90,7 +95,9 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq) {
       for (int64_t node : nodes) rows.push_back(options_.draft_oracle(path_context(cand, node)));
       return torch::stack(rows);
     };
-    return BuildDraftTree(options_.strategy, root, options_.draft_oracle(seq->context), expand);
+    torch::Tensor root_logprobs = options_.draft_oracle(seq->context);
+    if (options_.sample_drafts) return SampleChain(seq, root_logprobs, expand);
+    return BuildDraftTree(options_.strategy, root, root_logprobs, expand);
   }
   // Catch up: feed the pending pairs; the last one's output drafts the root's children.
   const int64_t slot = seq->drafter_slot;
@@ -138,9 +145,27 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq) {
     return torch::log_softmax(Drafter::Impl::Logits(target_, out), -1);
   };
   torch::Tensor root_logprobs = torch::log_softmax(Drafter::Impl::Logits(target_, root_hidden), -1);
-  DraftTree tree = BuildDraftTree(options_.strategy, root, root_logprobs, expand);
+  DraftTree tree = options_.sample_drafts
+                       ? SampleChain(seq, root_logprobs, expand)
+                       : BuildDraftTree(options_.strategy, root, root_logprobs, expand);
   CHECK_OK(drafter_cache_->SetLength(slot, base));  // drop the drafted nodes
   return tree;
+}
+
+DraftTree SpeculativeEngine::SampleChain(Sequence* seq, const torch::Tensor& root_logprobs,
+                                         const ExpandFn& expand) {
+  DraftTree chain = DraftTree::Root(seq->context.back());
+  seq->draft_probs.clear();
+  torch::Tensor logprobs = root_logprobs.reshape({1, -1});
+  const int64_t n = options_.strategy.max_draft_tokens();
+  for (int64_t i = 0; i < n; ++i) {
+    torch::Tensor q = models::ProcessedLogProbs(logprobs, {ParamsOf(seq->request)});
+    const double u = models::CounterUniform(seq->request.seed, seq->counter++, kDraftStream);
+    const int64_t node = chain.Add(i, models::SampleFromLogProbs(q, {u}).tokens[0]);
+    seq->draft_probs.push_back(q[0].exp());
+    if (i + 1 < n) logprobs = expand(chain, {node}).reshape({1, -1});
+  }
+  return chain;
 }
 
 Status SpeculativeEngine::Step(std::vector<Sequence*>& running) {
@@ -159,7 +184,14 @@ Status SpeculativeEngine::Step(std::vector<Sequence*>& running) {
     const int64_t n = tree.size();
     torch::Tensor lp = models::ProcessedLogProbs(out.logits[b].narrow(0, 0, n),
                                                  std::vector<models::SamplingParams>(n, ParamsOf(seq->request)));
-    VerifyResult r = VerifyTree(tree, lp, seq->request.seed, &seq->counter);
+    VerifyResult r;
+    if (options_.sample_drafts) {
+      std::vector<int64_t> drafts(tree.tokens.begin() + 1, tree.tokens.end());
+      torch::Tensor q = drafts.empty() ? torch::Tensor() : torch::stack(seq->draft_probs);
+      r = VerifySampledChain(drafts, q, lp, seq->request.seed, &seq->counter);
+    } else {
+      r = VerifyTree(tree, lp, seq->request.seed, &seq->counter);
+    }
     stats_.steps++;
     stats_.draft_tokens += tree.num_draft_tokens();
     stats_.accepted_tokens += r.num_accepted();

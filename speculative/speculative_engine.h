@@ -15,8 +15,8 @@
 //
 // Randomness per request: the first token is models::Sample with counter 0 (the same token the
 // plain models::Engine draws first); verification then uses CounterUniform(seed, c,
-// kVerifyStream) with c counting up from 0, so a request's output depends only on its seed and
-// its own logits, never on the batch.
+// kVerifyStream) (sampled drafts: kDraftStream) with c counting up from 0, so a request's
+// output depends only on its seed and its own logits, never on the batch.
 //
 // Requests run in groups of up to max_batch_size (all prefilled, then stepped until all finish).
 // Not thread-safe: one owner calls it from one thread.
@@ -42,6 +42,10 @@ struct SpeculativeEngineOptions {
   int64_t max_sequence_length = 512;  // prompt + generated tokens per request
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
+  // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
+  // request's temperature/top-k/top-p (uniforms on stream kDraftStream) and verified with
+  // VerifySampledChain; otherwise drafts are the drafter's top-k, verified with VerifyTree.
+  bool sample_drafts = false;
   // Testing/analysis hook: when set, draft log-probs [V] come from this function of the full
   // token context (prompt, generated tokens, then the tree path) instead of the drafter.
   std::function<torch::Tensor(const std::vector<int64_t>& context)> draft_oracle;
@@ -77,6 +81,7 @@ class SpeculativeEngine {
                     const SpeculativeEngineOptions& options);
   Status Prefill(Sequence* seq);
   DraftTree Draft(Sequence* seq);
+  DraftTree SampleChain(Sequence* seq, const torch::Tensor& root_logprobs, const ExpandFn& expand);
   Status Step(std::vector<Sequence*>& running);
 
   models::Transformer target_;

@@ -36,6 +36,8 @@ namespace tlt::speculative {
 
 // The stream of models::CounterUniform used by verification (plain sampling uses stream 0).
 inline constexpr uint64_t kVerifyStream = 0x5eed5eedull;
+// The stream that sampled drafts draw from (SpeculativeEngine with sample_drafts).
+inline constexpr uint64_t kDraftStream = 0xd4af75eedull;
 
 struct VerifyResult {
   // Accepted draft nodes, root excluded, in path order (for a tree: indices into the tree).

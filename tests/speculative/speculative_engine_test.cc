@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "models/engine.h"
@@ -23,6 +24,13 @@ models::Transformer LoadFixture(const std::string& name) {
   return m.ok() ? m.value() : models::Transformer(nullptr);
 }
 
+// TLT_TEST_DEVICE=cuda runs the engine tests on the GPU (as the models/ tests do).
+torch::Device TestDevice() {
+  const char* d = std::getenv("TLT_TEST_DEVICE");
+  return d != nullptr && std::string(d) == "cuda" && torch::cuda::is_available() ? torch::kCUDA
+                                                                                : torch::kCPU;
+}
+
 std::vector<models::Request> Prompts(double temperature, int64_t max_new_tokens) {
   std::vector<std::vector<int64_t>> prompts = {{5, 17, 99, 3}, {200, 7}, {1, 2, 3, 4, 5, 6, 7, 8, 9}};
   std::vector<models::Request> out;
@@ -39,7 +47,9 @@ std::vector<models::Request> Prompts(double temperature, int64_t max_new_tokens)
 
 std::vector<models::RequestResult> PlainGenerate(models::Transformer target,
                                                  const std::vector<models::Request>& requests) {
-  auto engine = models::Engine::Create(target, models::EngineOptions());
+  models::EngineOptions options;
+  options.device = TestDevice();
+  auto engine = models::Engine::Create(target, options);
   EXPECT_TRUE(engine.ok());
   auto out = (*engine)->Generate(requests);
   EXPECT_TRUE(out.ok()) << out.status().ToString();
@@ -50,7 +60,10 @@ std::vector<models::RequestResult> PlainGenerate(models::Transformer target,
 std::function<torch::Tensor(const std::vector<int64_t>&)> Oracle(models::Transformer target) {
   return [target](const std::vector<int64_t>& context) mutable {
     torch::NoGradGuard g;
-    return torch::log_softmax(target->forward(torch::tensor(context).unsqueeze(0))[0][-1], -1);
+    torch::Tensor tokens = torch::tensor(context).unsqueeze(0).to(target->lm_head
+                                                                      ? target->lm_head->weight.device()
+                                                                      : target->model->embed_tokens->weight.device());
+    return torch::log_softmax(target->forward(tokens)[0][-1], -1);
   };
 }
 
@@ -66,11 +79,14 @@ TEST(SpeculativeEngineTest, GreedyEqualsPlainGreedyForEveryStrategy) {
     models::Transformer target = loaded.value();
     auto requests = Prompts(0.0, 20);
     auto want = PlainGenerate(target, requests);
-    for (const char* name : {"1_1_1", "4_1_4", "3_2_4", "4_3_10"}) {
+    for (const char* name : {"1_1_1", "4_1_4", "3_2_4", "4_3_10", "4_1_4 sampled"}) {
       SCOPED_TRACE(name);
       SpeculativeEngineOptions options;
-      options.strategy = ParseStrategy(name).value();
+      options.strategy = ParseStrategy(std::string(name).substr(0, std::string(name).find(' ')))
+                             .value();
+      options.sample_drafts = std::string(name).find("sampled") != std::string::npos;
       options.max_batch_size = 2;  // two groups: batched trees of different sizes
+      options.device = TestDevice();
       auto engine = SpeculativeEngine::Create(target, InitDrafter(target, 1), options);
       ASSERT_TRUE(engine.ok()) << engine.status().ToString();
       auto got = (*engine)->Generate(requests);
@@ -89,9 +105,14 @@ TEST(SpeculativeEngineTest, OracleDrafterAcceptsEveryDraftToken) {
   auto requests = Prompts(0.0, 30);
   SpeculativeEngineOptions options;
   options.strategy = ParseStrategy("4_1_4").value();
+  options.device = TestDevice();
   options.draft_oracle = Oracle(target);
   auto engine = SpeculativeEngine::Create(target, InitDrafter(target, 1), options);
   ASSERT_TRUE(engine.ok());
+  SpeculativeEngineOptions tree_sampled = options;
+  tree_sampled.strategy = ParseStrategy("3_2_4").value();
+  tree_sampled.sample_drafts = true;
+  EXPECT_FALSE(SpeculativeEngine::Create(target, InitDrafter(target, 1), tree_sampled).ok());
   auto got = (*engine)->Generate(requests);
   ASSERT_TRUE(got.ok());
   const SpeculativeStats& s = (*engine)->stats();
@@ -119,10 +140,11 @@ TEST(SpeculativeEngineTest, SampledTokensHaveThePlainDistribution) {
     std::vector<double> row = testing::RowOf(processed(ctx), 0);
     for (int64_t b = 0; b < 256; ++b) p2[b] += p1[a] * row[b];
   }
-  for (const char* name : {"2_2_3", "3_1_3"}) {
+  for (const char* name : {"2_2_3", "3_1_3", "3_1_3 sampled"}) {
     SCOPED_TRACE(name);
     SpeculativeEngineOptions options;
-    options.strategy = ParseStrategy(name).value();
+    options.strategy = ParseStrategy(std::string(name).substr(0, 5)).value();
+    options.sample_drafts = std::string(name).find("sampled") != std::string::npos;
     options.max_batch_size = 32;
     options.draft_oracle = Oracle(target);  // drafts the target's greedy favourites
     auto engine = SpeculativeEngine::Create(target, InitDrafter(target, 1), options);
@@ -180,14 +202,15 @@ TEST(SpeculativeEngineTest, DrafterTrainingRaisesAcceptanceLength) {
     s.prompt_length = static_cast<int64_t>(requests[i].prompt.size());
     torch::NoGradGuard g;
     const int64_t n = static_cast<int64_t>(s.tokens.size());
-    s.hidden = target->Forward(torch::tensor(s.tokens).unsqueeze(0),
-                               models::BatchLayout::Dense(1, n, torch::kCPU), nullptr,
+    s.hidden = target->Forward(torch::tensor(s.tokens).unsqueeze(0).to(TestDevice()),
+                               models::BatchLayout::Dense(1, n, TestDevice()), nullptr,
                                models::ForwardOptions().return_hidden(true)).hidden[0];
     data.push_back(s);
   }
   Drafter drafter = InitDrafter(target, 3);
   SpeculativeEngineOptions options;
   options.strategy = ParseStrategy("4_1_4").value();
+  options.device = TestDevice();
   auto measure = [&] {
     auto engine = SpeculativeEngine::Create(target, drafter, options);
     EXPECT_TRUE(engine.ok());
