@@ -26,14 +26,6 @@ namespace {
 constexpr int kDefaultPort = 7480;
 const char* kStateDir = "/tmp/tlt";
 
-std::string SelfExecutable() {
-  char buf[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "tlt";
-  buf[n] = '\0';
-  return buf;
-}
-
 // The address of the last cluster started here, so `tlt status` works without --address.
 std::string DefaultAddress() {
   std::ifstream in(std::string(kStateDir) + "/address");
@@ -45,7 +37,7 @@ std::string DefaultAddress() {
 // Runs this program again as a daemon (new session, output to `log`), returns its pid.
 Result<pid_t> SpawnDaemon(const std::vector<std::string>& args, const std::string& log) {
   std::vector<char*> argv;
-  std::string self = SelfExecutable();
+  std::string self = CurrentExecutable();
   argv.push_back(self.data());
   std::vector<std::string> copy = args;
   for (auto& a : copy) argv.push_back(a.data());

@@ -15,14 +15,15 @@
 
 namespace tlt {
 
-namespace {
-std::string SelfExecutable() {
+std::string CurrentExecutable() {
   char buf[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
   if (n <= 0) return "";
   buf[n] = '\0';
   return buf;
 }
+
+namespace {
 
 void InitLogging(const char* argv0) {
   static bool done = false;
@@ -142,7 +143,7 @@ Result<std::string> Cluster::CreateActor(const std::string& class_name, bool che
   ToProto(options.placement, spec.initPlacement());
   spec.setMaxRestarts(options.max_restarts);
   spec.setMaxTaskRetries(options.max_task_retries);
-  spec.setExecutable(options.executable.empty() ? SelfExecutable() : options.executable);
+  spec.setExecutable(options.executable.empty() ? CurrentExecutable() : options.executable);
   spec.setDetached(options.detached);
   spec.setCheckpointable(checkpointable);
   spec.setOwnerId(client_->client_id());

@@ -33,6 +33,9 @@ namespace tlt {
 // process it runs the worker and exits; otherwise it sets up logging and returns.
 void Init(int argc, char** argv);
 
+// The absolute path of the running program (what workers of its actors run).
+std::string CurrentExecutable();
+
 struct ActorOptions {
   std::string name;
   ResourceRequest resources;
