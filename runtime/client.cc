@@ -37,7 +37,7 @@ Client::Client(std::string head_endpoint, std::string token)
 Client::~Client() {
   loop_.Stop();
   if (io_thread_.joinable()) io_thread_.join();
-  for (auto& [id, call] : calls_) call.promise.Set(Status(ErrorCode::kCancelled, "client closed"));
+  for (auto& [id, call] : calls_) call.done(Status(ErrorCode::kCancelled, "client closed"));
   for (auto& [id, p] : control_pending_) p.Set(Status(ErrorCode::kCancelled, "client closed"));
 }
 
@@ -101,17 +101,22 @@ void Client::Notify(std::unique_ptr<OutMessage> message) {
 Future<Payload> Client::Call(const std::string& actor_id, const std::string& method,
                              Payload args) {
   Promise<Payload> promise;
-  auto future = promise.GetFuture();
+  Call(actor_id, method, std::move(args), [promise](Result<Payload> r) { promise.Set(std::move(r)); });
+  return promise.GetFuture();
+}
+
+void Client::Call(const std::string& actor_id, const std::string& method, Payload args,
+                  CallDone done) {
   const uint64_t id = next_request_id_++;
   auto shared_args = std::make_shared<Payload>(std::move(args));
-  loop_.Post([this, id, actor_id, method, shared_args, promise] {
+  loop_.Post([this, id, actor_id, method, shared_args, done = std::move(done)]() mutable {
     Route& route = routes_[actor_id];
     PendingCall& call = calls_[id];
     call.actor_id = actor_id;
     call.method = method;
     call.args = std::move(*shared_args);
     call.seq = ++route.next_seq;
-    call.promise = promise;
+    call.done = std::move(done);
     if (route.state == ActorState::kDead) {
       FailCall(id, Status(ErrorCode::kActorDied, "actor " + actor_id + " is dead: " + route.death_cause));
     } else if (!route.endpoint.empty()) {
@@ -121,7 +126,6 @@ Future<Payload> Client::Call(const std::string& actor_id, const std::string& met
       EnsureLookup(actor_id);
     }
   });
-  return future;
 }
 
 zmq::socket_t* Client::WorkerSocket(const std::string& endpoint) {
@@ -157,9 +161,9 @@ void Client::SendCall(uint64_t request_id) {
 void Client::FailCall(uint64_t request_id, const Status& status) {
   auto it = calls_.find(request_id);
   if (it == calls_.end()) return;
-  Promise<Payload> promise = it->second.promise;
+  CallDone done = std::move(it->second.done);
   calls_.erase(it);
-  promise.Set(status);
+  done(status);
 }
 
 void Client::Flush(Route& route) {
@@ -303,12 +307,12 @@ void Client::HandleCallReply(const InMessage& msg) {
     }
     return;
   }
-  Promise<Payload> promise = it->second.promise;
+  CallDone done = std::move(it->second.done);
   calls_.erase(it);
   if (code != ErrorCode::kOk) {
-    promise.Set(Status(code, reply.getMessage()));
+    done(Status(code, reply.getMessage()));
   } else {
-    promise.Set(msg.payload());
+    done(msg.payload());
   }
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "runtime/actor_info.h"
 #include "runtime/event_loop.h"
@@ -40,6 +41,9 @@ class Client {
 
   // Calls `method` on the actor; the future holds the encoded result.
   Future<Payload> Call(const std::string& actor_id, const std::string& method, Payload args);
+  // The same, delivering the result to `done` on the I/O thread (it must not block).
+  using CallDone = std::function<void(Result<Payload>)>;
+  void Call(const std::string& actor_id, const std::string& method, Payload args, CallDone done);
 
   const std::string& client_id() const { return client_id_; }
   const std::string& head_endpoint() const { return head_endpoint_; }
@@ -56,7 +60,7 @@ class Client {
     std::string method;
     Payload args;
     uint64_t seq = 0;
-    Promise<Payload> promise;
+    CallDone done;
     std::string endpoint;  // where it was sent ("" while waiting)
     int retries_used = 0;
   };
@@ -90,7 +94,7 @@ class Client {
   std::unique_ptr<zmq::socket_t> head_;
   std::map<std::string, std::unique_ptr<zmq::socket_t>> workers_;
   std::map<uint64_t, Promise<std::shared_ptr<InMessage>>> control_pending_;
-  std::map<uint64_t, PendingCall> calls_;
+  std::unordered_map<uint64_t, PendingCall> calls_;
   std::map<std::string, Route> routes_;
 };
 

@@ -104,7 +104,7 @@ class ActorHandle {
       return promise.GetFuture();
     }
     Payload payload = EncodeTuple(static_cast<std::decay_t<P>>(std::forward<A>(args))...);
-    client_->Call(actor_id_, *name, std::move(payload)).Then([promise](const Result<Payload>& r) {
+    client_->Call(actor_id_, *name, std::move(payload), [promise](Result<Payload> r) {
       if (!r.ok()) return promise.Set(r.status());
       V value{};
       Status st = DecodePayload(*r, &value);

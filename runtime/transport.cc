@@ -57,6 +57,7 @@ Status Send(zmq::socket_t& socket, const std::string* routing_id, OutMessage& me
 
 Result<std::unique_ptr<InMessage>> Receive(zmq::socket_t& socket, bool routed) {
   std::vector<zmq::message_t> parts;
+  parts.reserve(4);
   try {
     zmq::message_t first;
     if (!socket.recv(first, zmq::recv_flags::dontwait)) return Unavailable("no message waiting");
