@@ -5,6 +5,7 @@
 #include "cli/cluster_commands.h"
 #include "cli/flags.h"
 #ifdef TLT_WITH_MODELS
+#include "cli/drafter_commands.h"
 #include "cli/model_commands.h"
 #endif
 #include "runtime/cluster.h"
@@ -27,6 +28,15 @@ models (Hugging Face checkpoint directories: config.json + safetensors):
   tlt model logits DIR --ids 1,2,3 [--json] [--device cpu|cuda]
   tlt generate DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N
                [--temperature T --top-k K --top-p P --seed S --num-samples K] [--json]
+               [--drafter DIR [--strategy 8_4_16 | --adaptive [--strategies A,B,..]]
+                [--sd-threshold N --sd-patience N]]     speculative decoding (lossless)
+
+drafters (speculative decoding; see docs/speculative.md):
+  tlt drafter init TARGET_DIR --out DIR [--seed N]
+  tlt drafter record TARGET_DIR --prompts FILE.jsonl --out DATA.jsonl [--max-new-tokens N
+               --temperature T --samples-per-prompt K --batch-size B]
+  tlt drafter train TARGET_DIR --drafter DIR --data DATA.jsonl [--steps N --lr X
+               --batch-size N --out DIR] [--json]
 )";
 
 }  // namespace
@@ -55,8 +65,11 @@ int main(int argc, char** argv) {
   if (cmd == "model" && sub == "info") return tlt::cli::ModelInfoCommand(*flags);
   if (cmd == "model" && sub == "logits") return tlt::cli::ModelLogitsCommand(*flags);
   if (cmd == "generate") return tlt::cli::GenerateCommand(*flags);
+  if (cmd == "drafter" && sub == "init") return tlt::cli::DrafterInitCommand(*flags);
+  if (cmd == "drafter" && sub == "record") return tlt::cli::DrafterRecordCommand(*flags);
+  if (cmd == "drafter" && sub == "train") return tlt::cli::DrafterTrainCommand(*flags);
 #else
-  if (cmd == "model" || cmd == "generate") {
+  if (cmd == "model" || cmd == "generate" || cmd == "drafter") {
     std::cerr << "tlt: this build has no LibTorch; model commands are unavailable\n";
     return 2;
   }

@@ -1,5 +1,6 @@
 // `tlt model info DIR`, `tlt model logits DIR --ids ...`, `tlt generate DIR ...`: the
-// models/ engine from the terminal, for people (text) and scripts (--json).
+// models/ engine (and with --drafter the speculative engine) from the terminal, for people
+// (text) and scripts (--json).
 #include "cli/model_commands.h"
 
 #include <torch/torch.h>
@@ -10,14 +11,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cli/drafter_commands.h"
 #include "cli/format.h"
 #include "models/engine.h"
 #include "models/tokenizer.h"
 #include "models/transformer.h"
 
 namespace tlt::cli {
-
-namespace {
 
 int Fail(const Status& st) {
   std::cerr << "tlt: " << st.ToString() << "\n";
@@ -50,6 +50,8 @@ Result<torch::Device> DeviceFrom(const Flags& flags) {
   }
   return InvalidArgument("--device must be cpu or cuda[:N], got '" + d + "'");
 }
+
+namespace {
 
 // The tokenizer.json beside the checkpoint, if any.
 std::unique_ptr<models::Tokenizer> TokenizerIn(const std::string& dir) {
@@ -147,15 +149,18 @@ int ModelLogitsCommand(const Flags& flags) {
 int GenerateCommand(const Flags& flags) {
   Status st = flags.Allow({"prompt", "prompt-ids", "max-new-tokens", "temperature", "top-k",
                            "top-p", "seed", "num-samples", "json", "device", "dtype",
-                           "drafter", "strategy", "adaptive"});
+                           "drafter", "strategy", "adaptive", "strategies", "sd-threshold",
+                           "sd-patience"});
   if (!st.ok()) return Fail(st);
   if (flags.words().size() != 2 || flags.Has("prompt") == flags.Has("prompt-ids"))
     return Fail(InvalidArgument(
         "usage: tlt generate DIR (--prompt TEXT | --prompt-ids 1,2,3) --max-new-tokens N "
-        "[--temperature T --top-k K --top-p P --seed S --num-samples K] [--json]"));
-  if (flags.Has("drafter") || flags.Has("strategy") || flags.Has("adaptive"))
-    return Fail(InvalidArgument("--drafter/--strategy/--adaptive: speculative decoding is not "
-                                "in this build's `tlt generate` yet"));
+        "[--temperature T --top-k K --top-p P --seed S --num-samples K] "
+        "[--drafter DIR [--strategy 8_4_16 | --adaptive]] [--json]"));
+  if (!flags.Has("drafter") && (flags.Has("strategy") || flags.Has("adaptive") ||
+                                 flags.Has("strategies") || flags.Has("sd-threshold") ||
+                                 flags.Has("sd-patience")))
+    return Fail(InvalidArgument("--strategy/--adaptive/--sd-* need --drafter DIR"));
   const std::string dir = flags.words()[1];
   auto device = DeviceFrom(flags);
   if (!device.ok()) return Fail(device.status());
@@ -190,8 +195,17 @@ int GenerateCommand(const Flags& flags) {
   options.dtype = dtype;
   options.max_batch_size = std::max<int64_t>(1, int64_t(*samples));
   options.max_sequence_length = int64_t(prompt.size()) + int64_t(*max_new) + 1;
-  auto engine = models::Engine::Create(*model, options);
-  if (!engine.ok()) return Fail(engine.status());
+  std::unique_ptr<models::Engine> plain;
+  std::unique_ptr<speculative::SpeculativeEngine> spec;
+  if (flags.Has("drafter")) {
+    auto engine = SpeculativeEngineFromFlags(flags, *model, options);
+    if (!engine.ok()) return Fail(engine.status());
+    spec = std::move(engine).value();
+  } else {
+    auto engine = models::Engine::Create(*model, options);
+    if (!engine.ok()) return Fail(engine.status());
+    plain = std::move(engine).value();
+  }
   std::vector<models::Request> requests;
   for (int i = 0; i < int(*samples); ++i) {
     models::Request r;
@@ -205,7 +219,7 @@ int GenerateCommand(const Flags& flags) {
     requests.push_back(r);
   }
   auto start = std::chrono::steady_clock::now();
-  auto results = (*engine)->Generate(requests);
+  auto results = spec ? spec->Generate(requests) : plain->Generate(requests);
   if (!results.ok()) return Fail(results.status());
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   int64_t generated = 0;
@@ -227,6 +241,7 @@ int GenerateCommand(const Flags& flags) {
                           {"seconds", seconds},
                           {"tokens_per_s", seconds > 0 ? generated / seconds : 0.0},
                           {"device", device->str()}};
+  if (spec) stats["speculative"] = SpeculativeStatsJson(*spec);
   if (flags.Has("json")) {
     std::cout << nlohmann::json{{"samples", out_samples}, {"stats", stats}}.dump() << "\n";
     return 0;
@@ -239,6 +254,14 @@ int GenerateCommand(const Flags& flags) {
   }
   std::cout << generated << " tokens in " << seconds << " s (" << stats["tokens_per_s"].get<double>()
             << " tokens/s)\n";
+  if (spec) {
+    const auto& sd = stats["speculative"];
+    std::cout << "speculative: mean accepted length " << sd["mean_accept_length"].get<double>()
+              << ", " << sd["sd_on_steps"].get<int64_t>() << " SD steps, "
+              << sd["sd_off_steps"].get<int64_t>() << " plain steps, draft "
+              << sd["draft_seconds"].get<double>() << " s, verify "
+              << sd["verify_seconds"].get<double>() << " s\n";
+  }
   return 0;
 }
 

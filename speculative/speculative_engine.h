@@ -1,30 +1,55 @@
-// SpeculativeEngine: generation with a target Transformer and an EAGLE-style Drafter.
+// SpeculativeEngine: continuous-batching generation with a target Transformer and an
+// EAGLE-style Drafter, with speculative decoding (SD) switched on and off per step.
 //
-// Each step drafts a tree (or chain) per running request with the configured Strategy (see
-// strategy.h), verifies all trees in one batched target forward with tree attention, and keeps
-// for each request the accepted path plus one token sampled from the target (verify.h), so the
-// output has exactly the distribution of plain sampling with the same temperature/top-k/top-p;
-// with temperature 0 it is token for token the plain greedy output.
+// Requests are queued with Submit() and join the running batch between steps, like
+// models::Engine: each Step() first prefills the newly admitted requests together (sampling their
+// first token with models::Sample, counter 0: the plain engine's first token), then runs one
+// decode step for the requests that were already running. A request leaves as soon as it
+// finishes (max_new_tokens, a full cache slot, or a stop token, which is kept), its slots are
+// freed and its callback fires from inside Step() on the caller's thread (it may Submit(), not
+// Step()/Cancel()/RunUntilIdle()).
 //
-// KV caches: the target cache of a request holds every token but the newest (the "root" of the
-// next tree); after verification the accepted nodes' keys/values are compacted to consecutive
-// positions and the length is committed, so rejected nodes vanish. The drafter cache holds the
-// drafter's pairs (x_{t+1}, h_t) up to the root; tree nodes drafted beyond it are rolled back
-// with KvCache::SetLength and the accepted tokens are re-fed with the target's true hidden
-// states at the next step.
+// A decode step is one of two kinds, chosen by a SpeculationSwitch on the decode batch size:
+// - SD off: a plain decode of the whole batch (one target forward of the newest tokens, then
+//   models::Sample with counter = tokens generated so far, stream 0): exactly models::Engine's
+//   decode. The target's hidden states of those tokens are kept as the drafter's pending pairs.
+// - SD on: each request drafts a tree (or chain) with the step's Strategy, all trees are
+//   verified in one target forward with tree attention (strategy.h), and each request keeps its
+//   accepted path plus one token sampled from the target (verify.h). Before drafting, the
+//   drafter is brought up to date with the pending pairs (x_{t+1}, h_t) of every token produced
+//   since it last ran, from the target hidden states kept above: switching SD on re-prefills the
+//   drafter from the target's own hidden states, without another target forward. Pending pairs
+//   are also fed whenever a request has more than max_pending_pairs of them, so their memory stays
+//   bounded while SD is off.
+// The strategy is fixed (options.strategy) or, with options.adaptive, picked per step by a
+// StrategyBandit from the decode batch size, rewarded with accepted length x batch size / step
+// time (draft + verify, timed with the device synchronized).
 //
-// Randomness per request: the first token is models::Sample with counter 0 (the same token the
-// plain models::Engine draws first); verification then uses CounterUniform(seed, c,
-// kVerifyStream) (sampled drafts: kDraftStream) with c counting up from 0, so a request's
-// output depends only on its seed and its own logits, never on the batch.
+// Losslessness: verification uses CounterUniform(seed, c, kVerifyStream) (sampled drafts:
+// kDraftStream) with a per-request counter c from 0, plain steps use stream 0 at the token index,
+// so no uniform is used twice and every token has exactly the plain sampler's distribution given
+// the tokens before it, whatever the mix of plain and SD steps; with temperature 0 the output is
+// token for token the plain greedy output (up to floating-point differences between batched
+// forwards, as in models::Engine).
 //
-// Requests run in groups of up to max_batch_size (all prefilled, then stepped until all finish).
+// KV caches: a request's target cache holds every token but the newest (the root of its next
+// tree); accepted tree nodes are compacted to consecutive positions and rejected ones dropped
+// (CompactAcceptedPath, KvCache::SetLength). The drafter cache holds the pairs fed so far; tree
+// nodes drafted beyond them are rolled back after each draft.
+//
+// LoadDrafterWeights() swaps the drafter's weights between steps, in place; running requests
+// keep the drafter keys/values computed with the old weights (this affects only how many drafts
+// are accepted, never the output distribution).
+//
 // Not thread-safe: one owner calls it from one thread.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "models/engine.h"
@@ -33,15 +58,27 @@
 #include "runtime/status.h"
 #include "speculative/drafter.h"
 #include "speculative/strategy.h"
+#include "speculative/strategy_bandit.h"
 
 namespace tlt::speculative {
 
 struct SpeculativeEngineOptions {
-  Strategy strategy{8, 4, 16};
-  int64_t max_batch_size = 8;
+  Strategy strategy{8, 4, 16};  // the fixed strategy (adaptive: unused)
+  int64_t max_batch_size = 8;   // cache slots = requests running at once
   int64_t max_sequence_length = 512;  // prompt + generated tokens per request
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
+  // SD is on once the decode batch has been <= sd_batch_threshold for sd_patience consecutive
+  // decode steps, off as soon as it is above (SpeculationSwitch). The defaults keep it always on;
+  // TLT's release uses 32 and 10.
+  int64_t sd_batch_threshold = INT64_MAX;
+  int64_t sd_patience = 0;
+  // Adaptive: StrategyBandit over adaptive_strategies picks each SD step's strategy.
+  bool adaptive = false;
+  std::vector<Strategy> adaptive_strategies{{8, 4, 48}, {8, 4, 32}, {8, 4, 16}, {8, 4, 8}};
+  StrategyBanditOptions bandit;
+  // Pending drafter pairs per request beyond which they are fed to the drafter at once.
+  int64_t max_pending_pairs = 64;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
   // request's temperature/top-k/top-p (uniforms on stream kDraftStream) and verified with
   // VerifySampledChain; otherwise drafts are the drafter's top-k, verified with VerifyTree.
@@ -55,6 +92,15 @@ struct SpeculativeStats {
   int64_t steps = 0;            // request-steps (one tree verified for one request)
   int64_t draft_tokens = 0;     // draft tokens verified
   int64_t accepted_tokens = 0;  // draft tokens accepted
+  int64_t sd_on_steps = 0;      // decode steps with SD (engine steps, not request-steps)
+  int64_t sd_off_steps = 0;     // plain decode steps
+  int64_t generated_tokens = 0;  // all tokens produced (prefill, plain and SD steps)
+  double draft_seconds = 0;     // drafting (drafter catch-up included), device synchronized
+  double verify_seconds = 0;    // target tree forward + verification + bookkeeping
+  double plain_seconds = 0;     // plain decode steps
+  // Strategy name -> histogram of request-steps by accepted draft tokens (index = accepted).
+  std::map<std::string, std::vector<int64_t>> accepted_histogram;
+
   // Tokens gained per request-step (accepted + 1): the "accept length".
   double mean_accept_length() const {
     return steps == 0 ? 0.0 : static_cast<double>(accepted_tokens + steps) / steps;
@@ -63,32 +109,68 @@ struct SpeculativeStats {
 
 class SpeculativeEngine {
  public:
-  // Moves target and drafter to options.device/dtype; fails if the drafter does not fit.
+  // Moves target and drafter to options.device/dtype and allocates both caches; fails if the
+  // drafter does not fit the target or the options are inconsistent.
   static Result<std::unique_ptr<SpeculativeEngine>> Create(models::Transformer target,
                                                            Drafter drafter,
                                                            const SpeculativeEngineOptions& options);
+  ~SpeculativeEngine();
 
-  // Generates every request; results in the order of `requests` (hidden states not returned).
+  // Queues a request; kInvalidArgument for a bad prompt or sampling parameters.
+  Result<models::RequestId> Submit(models::Request request,
+                                   models::FinishCallback on_finish = nullptr);
+  // One iteration (admit + prefill, one decode step). No-op when idle.
+  Status Step();
+  // Drops a waiting or running request (callback with kCancelled); kNotFound if unknown.
+  Status Cancel(models::RequestId id);
+  Status RunUntilIdle();
+  // Submits all, runs until idle, returns results in the order of `requests` (no hidden states).
   Result<std::vector<models::RequestResult>> Generate(const std::vector<models::Request>& requests);
+
+  // Copies new drafter weights in place between steps (see the class comment).
+  Status LoadDrafterWeights(const models::CheckpointTensors& tensors);
 
   void set_strategy(const Strategy& strategy) { options_.strategy = strategy; }
   const SpeculativeStats& stats() const { return stats_; }
   void ResetStats() { stats_ = {}; }
+  bool speculating() const { return switch_.on(); }
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
+  int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  const SpeculativeEngineOptions& options() const { return options_; }
+  models::Transformer& target() { return target_; }
+  Drafter& drafter() { return drafter_; }
+  StrategyBandit* bandit() { return bandit_.get(); }
 
  private:
   struct Sequence;
   SpeculativeEngine(models::Transformer target, Drafter drafter,
                     const SpeculativeEngineOptions& options);
-  Status Prefill(Sequence* seq);
-  DraftTree Draft(Sequence* seq);
-  DraftTree SampleChain(Sequence* seq, const torch::Tensor& root_logprobs, const ExpandFn& expand);
-  Status Step(std::vector<Sequence*>& running);
+  Status Prefill(std::vector<Sequence*>& batch);
+  Status PlainDecode(std::vector<Sequence*>& batch);
+  Status SpeculativeDecode(std::vector<Sequence*>& batch);
+  // Feeds the pending drafter pairs of `batch` in one drafter forward (all but the newest pair
+  // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
+  // predicted hidden state the root's children are drafted from; undefined if none was fed).
+  std::vector<torch::Tensor> CatchUpDrafter(const std::vector<Sequence*>& batch, bool keep_last);
+  DraftTree Draft(Sequence* seq, const Strategy& strategy, const torch::Tensor& root_hidden);
+  DraftTree SampleChain(Sequence* seq, const Strategy& strategy,
+                        const torch::Tensor& root_logprobs, const ExpandFn& expand);
+  // Appends `tokens` (with log-probs) and marks the request finished when it is.
+  void Append(Sequence* seq, const std::vector<int64_t>& tokens, const std::vector<float>& logprobs);
+  void Finish(std::unique_ptr<Sequence> seq);
+  void Synchronize() const;
 
   models::Transformer target_;
   Drafter drafter_;
   SpeculativeEngineOptions options_;
   std::unique_ptr<models::KvCache> target_cache_, drafter_cache_;
+  SpeculationSwitch switch_;
+  std::unique_ptr<StrategyBandit> bandit_;
   SpeculativeStats stats_;
+  models::RequestId next_id_ = 1;
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  std::vector<std::unique_ptr<Sequence>> running_;
 };
 
 }  // namespace tlt::speculative

@@ -211,7 +211,7 @@ TEST(SpeculativeEngineTest, DrafterTrainingRaisesAcceptanceLength) {
   SpeculativeEngineOptions options;
   options.strategy = ParseStrategy("4_1_4").value();
   options.device = TestDevice();
-  auto measure = [&] {
+  auto measure = [&](const SpeculativeEngineOptions& options) {
     auto engine = SpeculativeEngine::Create(target, drafter, options);
     EXPECT_TRUE(engine.ok());
     auto got = (*engine)->Generate(requests);
@@ -219,7 +219,7 @@ TEST(SpeculativeEngineTest, DrafterTrainingRaisesAcceptanceLength) {
     for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ((*got)[i].tokens, plain[i].tokens);
     return (*engine)->stats().mean_accept_length();
   };
-  const double before = measure();
+  const double before = measure(options);
   DrafterTrainerOptions train_options = DrafterTrainerOptions::OfflineDefaults();
   train_options.learning_rate = 2e-3;
   DrafterTrainer trainer(target, drafter, train_options);
@@ -230,11 +230,19 @@ TEST(SpeculativeEngineTest, DrafterTrainingRaisesAcceptanceLength) {
     if (step == 0) first_loss = stats->loss;
     last_loss = stats->loss;
   }
-  const double after = measure();
-  std::cerr << "accept length " << before << " -> " << after << ", loss " << first_loss << " -> "
-            << last_loss << "\n";
+  const double after = measure(options);
+  // SD switched on only after 10 plain steps at batch <= 4 (the last 4 requests), so the drafter
+  // catches up on pairs from plain decode steps: the acceptance length must hold.
+  SpeculativeEngineOptions switched = options;
+  switched.sd_batch_threshold = 4;
+  switched.sd_patience = 10;
+  switched.max_pending_pairs = 4;
+  const double after_switched = measure(switched);
+  std::cerr << "accept length " << before << " -> " << after << " (switched mid-request: "
+            << after_switched << "), loss " << first_loss << " -> " << last_loss << "\n";
   EXPECT_LT(last_loss, first_loss);
   EXPECT_GT(after, before + 0.5);
+  EXPECT_GT(after_switched, after * 0.8);
 }
 
 }  // namespace

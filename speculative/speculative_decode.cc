@@ -1,0 +1,214 @@
+// SpeculativeEngine: the speculative decode step (drafter catch-up, drafting, tree verification).
+#include <torch/torch.h>
+
+#include <chrono>
+#include <map>
+
+#include "models/sampling.h"
+#include "speculative/engine_sequence.h"
+#include "speculative/speculative_engine.h"
+#include "speculative/verify.h"
+
+namespace tlt::speculative {
+
+std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<Sequence*>& batch,
+                                                             bool keep_last) {
+  std::vector<torch::Tensor> out(batch.size());
+  std::vector<size_t> rows;
+  std::vector<int64_t> start, count, slots;
+  int64_t T = 1;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const int64_t m = static_cast<int64_t>(batch[b]->pending_tokens.size()) - (keep_last ? 1 : 0);
+    if (m <= 0) continue;
+    rows.push_back(b);
+    start.push_back(drafter_cache_->length(batch[b]->drafter_slot));
+    count.push_back(m);
+    slots.push_back(batch[b]->drafter_slot);
+    T = std::max(T, m);
+  }
+  if (rows.empty()) return out;
+  const int64_t R = static_cast<int64_t>(rows.size());
+  const int64_t H = target_->config().hidden_size;
+  torch::Tensor tokens = torch::zeros({R, T}, torch::kInt64);
+  torch::Tensor hidden = torch::zeros({R, T, H}, torch::TensorOptions()
+                                                     .dtype(options_.dtype)
+                                                     .device(options_.device));
+  std::vector<torch::Tensor> all(R);
+  for (int64_t r = 0; r < R; ++r) {
+    Sequence* seq = batch[rows[r]];
+    std::copy(seq->pending_tokens.begin(), seq->pending_tokens.begin() + count[r],
+              tokens.data_ptr<int64_t>() + r * T);
+    all[r] = torch::cat(seq->pending_hidden, 0);
+    hidden[r].narrow(0, 0, count[r]).copy_(all[r].narrow(0, 0, count[r]));
+  }
+  models::BatchLayout layout = models::BatchLayout::Make(start, count, T, slots, options_.device);
+  torch::Tensor h = drafter_->Forward(target_, tokens.to(options_.device), hidden, layout,
+                                      drafter_cache_.get());
+  for (int64_t r = 0; r < R; ++r) {
+    Sequence* seq = batch[rows[r]];
+    CHECK_OK(drafter_cache_->SetLength(seq->drafter_slot, start[r] + count[r]));
+    out[rows[r]] = h[r][count[r] - 1];
+    seq->pending_tokens.erase(seq->pending_tokens.begin(),
+                              seq->pending_tokens.begin() + count[r]);
+    const int64_t left = all[r].size(0) - count[r];
+    seq->pending_hidden.clear();
+    if (left > 0) seq->pending_hidden.push_back(all[r].narrow(0, count[r], left).clone());
+  }
+  return out;
+}
+
+DraftTree SpeculativeEngine::Draft(Sequence* seq, const Strategy& strategy,
+                                   const torch::Tensor& root_hidden) {
+  const int64_t root = seq->context.back();
+  if (options_.draft_oracle) {
+    auto path_context = [&](const DraftTree& cand, int64_t node) {
+      std::vector<int64_t> path;
+      for (int64_t j = node; j > 0; j = cand.parents[j]) path.insert(path.begin(), cand.tokens[j]);
+      std::vector<int64_t> ctx = seq->context;
+      ctx.insert(ctx.end(), path.begin(), path.end());
+      return ctx;
+    };
+    ExpandFn expand = [&](const DraftTree& cand, const std::vector<int64_t>& nodes) {
+      std::vector<torch::Tensor> rows;
+      for (int64_t node : nodes) rows.push_back(options_.draft_oracle(path_context(cand, node)));
+      return torch::stack(rows);
+    };
+    torch::Tensor root_logprobs = options_.draft_oracle(seq->context);
+    if (options_.sample_drafts) return SampleChain(seq, strategy, root_logprobs, expand);
+    return BuildDraftTree(strategy, root, root_logprobs, expand);
+  }
+  const int64_t slot = seq->drafter_slot;
+  const int64_t base = drafter_cache_->length(slot);  // drafter positions 0 .. base - 1 are fed
+  std::map<int64_t, torch::Tensor> predicted;  // candidate node -> predicted hidden
+  std::map<int64_t, int64_t> written;          // candidate node -> drafter cache position
+  predicted[0] = root_hidden;
+  ExpandFn expand = [&](const DraftTree& cand, const std::vector<int64_t>& nodes) {
+    const int64_t k = static_cast<int64_t>(nodes.size());
+    const int64_t first = base + static_cast<int64_t>(written.size());
+    std::vector<int64_t> toks, rotary;
+    std::vector<torch::Tensor> hidden;
+    for (int64_t node : nodes) {
+      toks.push_back(cand.tokens[node]);
+      hidden.push_back(predicted.at(cand.parents[node]));
+      rotary.push_back(base - 1 + cand.depths[node]);
+    }
+    models::BatchLayout layout =
+        models::BatchLayout::Make({first}, {k}, k, {slot}, options_.device);
+    torch::Tensor mask = torch::zeros({1, 1, k, layout.context_length}, torch::kBool);
+    mask.narrow(3, 0, base).fill_(true);
+    for (int64_t j = 0; j < k; ++j) {
+      mask[0][0][j][first + j] = true;
+      for (int64_t a = cand.parents[nodes[j]]; a > 0; a = cand.parents[a]) {
+        mask[0][0][j][written.at(a)] = true;
+      }
+    }
+    layout.mask = mask.to(options_.device);
+    for (int64_t j = 0; j < k; ++j) written[nodes[j]] = first + j;
+    torch::Tensor out = drafter_->Forward(
+        target_, torch::tensor(toks, torch::kInt64).unsqueeze(0).to(options_.device),
+        torch::stack(hidden).unsqueeze(0), layout, drafter_cache_.get(),
+        torch::tensor(rotary, torch::kInt64).unsqueeze(0).to(options_.device))[0];
+    for (int64_t j = 0; j < k; ++j) predicted[nodes[j]] = out[j];
+    return torch::log_softmax(Drafter::Impl::Logits(target_, out), -1);
+  };
+  torch::Tensor root_logprobs = torch::log_softmax(Drafter::Impl::Logits(target_, root_hidden), -1);
+  DraftTree tree = options_.sample_drafts
+                       ? SampleChain(seq, strategy, root_logprobs, expand)
+                       : BuildDraftTree(strategy, root, root_logprobs, expand);
+  CHECK_OK(drafter_cache_->SetLength(slot, base));  // drop the drafted nodes
+  return tree;
+}
+
+DraftTree SpeculativeEngine::SampleChain(Sequence* seq, const Strategy& strategy,
+                                         const torch::Tensor& root_logprobs,
+                                         const ExpandFn& expand) {
+  DraftTree chain = DraftTree::Root(seq->context.back());
+  seq->draft_probs.clear();
+  torch::Tensor logprobs = root_logprobs.reshape({1, -1});
+  const int64_t n = strategy.max_draft_tokens();
+  for (int64_t i = 0; i < n; ++i) {
+    torch::Tensor q = models::ProcessedLogProbs(logprobs, {ParamsOf(seq->request)});
+    const double u = models::CounterUniform(seq->request.seed, seq->counter++, kDraftStream);
+    const int64_t node = chain.Add(i, models::SampleFromLogProbs(q, {u}).tokens[0]);
+    seq->draft_probs.push_back(q[0].exp());
+    if (i + 1 < n) logprobs = expand(chain, {node}).reshape({1, -1});
+  }
+  return chain;
+}
+
+Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  const int64_t arm = bandit_ ? bandit_->Select(B) : -1;
+  const Strategy strategy = bandit_ ? bandit_->strategies()[arm] : options_.strategy;
+  Synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<torch::Tensor> root_hidden(batch.size());
+  if (!options_.draft_oracle) root_hidden = CatchUpDrafter(batch, /*keep_last=*/false);
+  std::vector<DraftTree> trees;
+  std::vector<int64_t> starts, slots;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    Sequence* seq = batch[b];
+    trees.push_back(Draft(seq, strategy, root_hidden[b]));
+    starts.push_back(target_cache_->length(seq->target_slot));
+    slots.push_back(seq->target_slot);
+  }
+  Synchronize();
+  const auto t1 = std::chrono::steady_clock::now();
+  TreeBatch tree_batch = MakeTreeBatch(trees, starts, slots, options_.device);
+  models::ForwardOutput out = TreeForward(target_, tree_batch, target_cache_.get());
+  std::vector<int64_t>& histogram = stats_.accepted_histogram[strategy.Name()];
+  if (histogram.size() < static_cast<size_t>(strategy.max_draft_tokens() + 1)) {
+    histogram.resize(strategy.max_draft_tokens() + 1, 0);
+  }
+  int64_t gained = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    Sequence* seq = batch[b];
+    const DraftTree& tree = trees[b];
+    const int64_t n = tree.size();
+    torch::Tensor lp = models::ProcessedLogProbs(
+        out.logits[b].narrow(0, 0, n),
+        std::vector<models::SamplingParams>(n, ParamsOf(seq->request)));
+    VerifyResult r;
+    if (options_.sample_drafts) {
+      std::vector<int64_t> drafts(tree.tokens.begin() + 1, tree.tokens.end());
+      torch::Tensor q = drafts.empty() ? torch::Tensor() : torch::stack(seq->draft_probs);
+      r = VerifySampledChain(drafts, q, lp, seq->request.seed, &seq->counter);
+    } else {
+      r = VerifyTree(tree, lp, seq->request.seed, &seq->counter);
+    }
+    stats_.steps++;
+    stats_.draft_tokens += tree.num_draft_tokens();
+    stats_.accepted_tokens += r.num_accepted();
+    histogram[r.num_accepted()]++;
+    gained += r.num_accepted() + 1;
+    CompactAcceptedPath(target_cache_.get(), seq->target_slot, starts[b], r.accepted_nodes);
+    RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, starts[b] + 1 + r.num_accepted()));
+    // Drafter pairs for the next step: hidden of the root and accepted nodes, tokens after them.
+    std::vector<int64_t> rows{0};
+    rows.insert(rows.end(), r.accepted_nodes.begin(), r.accepted_nodes.end());
+    torch::Tensor row_index = torch::tensor(rows, torch::kInt64).to(options_.device);
+    if (!options_.draft_oracle) {
+      seq->pending_hidden = {out.hidden[b].index_select(0, row_index)};
+      seq->pending_tokens = r.tokens;
+    }
+    torch::Tensor token_lp =
+        lp.index_select(0, row_index)
+            .gather(1, torch::tensor(r.tokens, torch::kInt64).view({-1, 1}).to(lp.device()))
+            .to(torch::kFloat32)
+            .cpu()
+            .contiguous();
+    Append(seq, r.tokens,
+           std::vector<float>(token_lp.data_ptr<float>(), token_lp.data_ptr<float>() + rows.size()));
+  }
+  Synchronize();
+  const auto t2 = std::chrono::steady_clock::now();
+  const double draft = std::chrono::duration<double>(t1 - t0).count();
+  const double verify = std::chrono::duration<double>(t2 - t1).count();
+  stats_.draft_seconds += draft;
+  stats_.verify_seconds += verify;
+  stats_.sd_on_steps++;
+  if (bandit_) bandit_->Update(B, arm, static_cast<double>(gained) / B, draft + verify);
+  return Status::OK();
+}
+
+}  // namespace tlt::speculative
