@@ -118,6 +118,12 @@ std::vector<std::vector<double>> Learner::ResponseLogProbs(const std::vector<Sam
   return out;
 }
 
+bool Learner::HasSignal(const std::vector<Sample>& batch) const {
+  bool signal = options_.loss.kl_coef > 0 || options_.loss.entropy_coef > 0;
+  for (const Sample& s : batch) signal = signal || (s.advantage != 0 && !s.response.empty());
+  return signal;
+}
+
 double Learner::CurrentLr() const {
   const OptimizerOptions& o = options_.optimizer;
   if (o.warmup_steps <= 0) return o.lr;
@@ -145,21 +151,38 @@ double Learner::FinishOptimizerStep() {
 
 Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch) {
   if (batch.empty()) return InvalidArgument("GrpoStep: empty batch");
-  for (const Sample& s : batch) {
-    if (s.prompt.empty()) return InvalidArgument("GrpoStep: a sample has an empty prompt");
+  try {
+    if (!HasSignal(batch) && options_.skip_no_signal_batches) {  // skipped: no forward needed
+      std::vector<std::vector<double>> unused;
+      for (const Sample& s : batch) unused.emplace_back(s.response.size(), 0.0);
+      return GrpoStep(batch, unused);
+    }
+    return GrpoStep(batch, ResponseLogProbs(batch));
+  } catch (const c10::Error& e) {
+    return Internal(std::string("GrpoStep: ") + e.what_without_backtrace());
+  }
+}
+
+Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch,
+                                        const std::vector<std::vector<double>>& old) {
+  if (batch.empty()) return InvalidArgument("GrpoStep: empty batch");
+  if (old.size() != batch.size()) return InvalidArgument("GrpoStep: old log-probs for another batch");
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].prompt.empty()) return InvalidArgument("GrpoStep: a sample has an empty prompt");
+    if (old[i].size() != batch[i].response.size()) {
+      return InvalidArgument("GrpoStep: old log-probs of sample " + std::to_string(i) +
+                             " do not match its response length");
+    }
   }
   const PolicyLossOptions& lo = options_.loss;
   MetricsRecord m;
   m["lr"] = CurrentLr();
-  bool signal = lo.kl_coef > 0 || lo.entropy_coef > 0;
-  for (const Sample& s : batch) signal = signal || (s.advantage != 0 && !s.response.empty());
-  if (!signal && options_.skip_no_signal_batches) {
+  if (!HasSignal(batch) && options_.skip_no_signal_batches) {
     m["skipped"] = 1;
     return m;
   }
   if (lo.kl_coef > 0 && !reference_) return InvalidArgument("GrpoStep: kl_coef > 0 needs a reference model");
   try {
-    std::vector<std::vector<double>> old = ResponseLogProbs(batch);
     std::vector<std::vector<double>> ref;
     if (lo.kl_coef > 0) ref = ResponseLogProbs(batch, reference_);
     // Per-token tensors aligned with Pack's layout.
@@ -176,59 +199,73 @@ Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch) {
     };
     const int64_t n = static_cast<int64_t>(batch.size());
     const int64_t minis = std::clamp<int64_t>(options_.mini_batches, 1, n);
+    const int64_t epochs = std::max<int64_t>(1, options_.ppo_epochs);
     const int64_t mb = std::max<int64_t>(1, options_.micro_batch_size);
-    double tokens_total = 0, sums[6] = {0, 0, 0, 0, 0, 0}, norm_sum = 0, loss_sum = 0;
-    double pg_sum = 0, kl_sum = 0;
+    // Token-weighted sums of clip_fraction, dual_clip_fraction, approx_kl, kl, entropy; over
+    // all passes and over the last one.
+    double tokens_all = 0, tokens_last = 0, sums[5] = {0, 0, 0, 0, 0}, clip_last = 0, kl_last = 0;
+    double norm_sum = 0, loss_sum = 0, pg_sum = 0, kl_sum = 0;
     policy_->train();
-    for (int64_t k = 0; k < minis; ++k) {
-      const int64_t begin = n * k / minis, end = n * (k + 1) / minis;
-      LossNormalizers norm;
-      for (int64_t i = begin; i < end; ++i) {
-        norm.num_tokens += batch[i].response.size();
-        norm.num_sequences += batch[i].response.empty() ? 0 : 1;
+    for (int64_t epoch = 0; epoch < epochs; ++epoch) {
+      const bool last = epoch + 1 == epochs;
+      for (int64_t k = 0; k < minis; ++k) {
+        const int64_t begin = n * k / minis, end = n * (k + 1) / minis;
+        LossNormalizers norm;
+        for (int64_t i = begin; i < end; ++i) {
+          norm.num_tokens += batch[i].response.size();
+          norm.num_sequences += batch[i].response.empty() ? 0 : 1;
+        }
+        norm.num_tokens = std::max(1.0, norm.num_tokens);
+        norm.num_sequences = std::max(1.0, norm.num_sequences);
+        optimizer_->zero_grad();
+        for (int64_t b = begin; b < end; b += mb) {
+          const int64_t e = std::min(end, b + mb);
+          Packed p = Pack(batch, b, e);
+          torch::Tensor logits = Logits(policy_, p.tokens);
+          logits = logits.narrow(1, 0, logits.size(1) - 1);
+          PolicyLossInput in;
+          in.logprobs = TokenLogProbs(logits, p.targets);
+          in.old_logprobs = aligned(old, p, b);
+          in.advantages = BroadcastAdvantages(p.advantages, p.mask);
+          in.mask = p.mask;
+          if (lo.kl_coef > 0) in.ref_logprobs = aligned(ref, p, b);
+          in.entropy = lo.entropy_coef > 0 ? TokenEntropy(logits) : TokenEntropy(logits.detach());
+          in.normalizers = norm;
+          PolicyLossOutput out = ComputePolicyLoss(in, lo);
+          out.loss.backward();
+          const PolicyLossMetrics& pm = out.metrics;
+          tokens_all += pm.num_tokens;
+          sums[0] += pm.clip_fraction * pm.num_tokens;
+          sums[1] += pm.dual_clip_fraction * pm.num_tokens;
+          sums[2] += pm.approx_kl * pm.num_tokens;
+          sums[3] += pm.kl * pm.num_tokens;
+          sums[4] += pm.entropy * pm.num_tokens;
+          if (last) {
+            tokens_last += pm.num_tokens;
+            clip_last += pm.clip_fraction * pm.num_tokens;
+            kl_last += pm.approx_kl * pm.num_tokens;
+          }
+          loss_sum += out.loss.item<double>();
+          pg_sum += out.pg_loss.item<double>();
+          if (out.kl_loss.defined()) kl_sum += out.kl_loss.item<double>();
+        }
+        norm_sum += FinishOptimizerStep();
       }
-      norm.num_tokens = std::max(1.0, norm.num_tokens);
-      norm.num_sequences = std::max(1.0, norm.num_sequences);
-      optimizer_->zero_grad();
-      for (int64_t b = begin; b < end; b += mb) {
-        const int64_t e = std::min(end, b + mb);
-        Packed p = Pack(batch, b, e);
-        torch::Tensor logits = Logits(policy_, p.tokens);
-        logits = logits.narrow(1, 0, logits.size(1) - 1);
-        PolicyLossInput in;
-        in.logprobs = TokenLogProbs(logits, p.targets);
-        in.old_logprobs = aligned(old, p, b);
-        in.advantages = BroadcastAdvantages(p.advantages, p.mask);
-        in.mask = p.mask;
-        if (lo.kl_coef > 0) in.ref_logprobs = aligned(ref, p, b);
-        in.entropy = lo.entropy_coef > 0 ? TokenEntropy(logits) : TokenEntropy(logits.detach());
-        in.normalizers = norm;
-        PolicyLossOutput out = ComputePolicyLoss(in, lo);
-        out.loss.backward();
-        const PolicyLossMetrics& pm = out.metrics;
-        tokens_total += pm.num_tokens;
-        sums[0] += pm.clip_fraction * pm.num_tokens;
-        sums[1] += pm.dual_clip_fraction * pm.num_tokens;
-        sums[2] += pm.approx_kl * pm.num_tokens;
-        sums[3] += pm.kl * pm.num_tokens;
-        sums[4] += pm.entropy * pm.num_tokens;
-        loss_sum += out.loss.item<double>();
-        pg_sum += out.pg_loss.item<double>();
-        if (out.kl_loss.defined()) kl_sum += out.kl_loss.item<double>();
-      }
-      norm_sum += FinishOptimizerStep();
     }
-    const double t = std::max(1.0, tokens_total);
-    m["loss"] = loss_sum / minis;
-    m["pg_loss"] = pg_sum / minis;
-    m["kl_loss"] = kl_sum / minis;
+    const double steps = double(minis * epochs), t = std::max(1.0, tokens_all);
+    m["loss"] = loss_sum / steps;
+    m["pg_loss"] = pg_sum / steps;
+    m["kl_loss"] = kl_sum / steps;
     m["clip_fraction"] = sums[0] / t;
     m["dual_clip_fraction"] = sums[1] / t;
     m["approx_kl"] = sums[2] / t;
     m["kl"] = sums[3] / t;
     m["entropy"] = sums[4] / t;
-    m["grad_norm"] = norm_sum / minis;
-    m["tokens"] = tokens_total;
+    m["clip_fraction_last_epoch"] = clip_last / std::max(1.0, tokens_last);
+    m["approx_kl_last_epoch"] = kl_last / std::max(1.0, tokens_last);
+    m["grad_norm"] = norm_sum / steps;
+    m["optimizer_steps"] = steps;
+    m["tokens"] = tokens_last;
     m["skipped"] = 0;
     return m;
   } catch (const c10::Error& e) {

@@ -6,10 +6,13 @@
 // it change a real position); only response tokens count in the loss (the token mask).
 //
 // GrpoStep(): old log-probs are recomputed by the learner's own model before any update (never
-// taken from the rollout engine); the batch is split into `mini_batches` optimizer steps, each
-// accumulating gradients over micro-batches of `micro_batch_size` sequences with whole-mini-batch
-// loss normalizers, so the result does not depend on the micro-batch size. Then gradient
-// clipping (the pre-clip norm is reported), the warm-up learning rate, and AdamW. A batch with no
+// taken from the rollout engine) and stay fixed for the whole call. The batch is then passed over
+// `ppo_epochs` times (PPO-style epochs: from the second pass on the policy differs from the old
+// one and the ratio clipping bounds how far it moves); each pass is split into `mini_batches`
+// optimizer steps, each accumulating gradients over micro-batches of `micro_batch_size` sequences
+// with whole-mini-batch loss normalizers, so the result does not depend on the micro-batch size.
+// Every optimizer step: gradient clipping (the pre-clip norm is reported), the warm-up learning
+// rate, and AdamW. A batch with no
 // learning signal (all advantages 0, no KL or entropy term) is skipped: no optimizer step, so
 // weights, moments and weight decay are untouched. With a reference model and kl_coef > 0 the
 // KL term uses the reference's log-probs. SftStep(): token-mean cross-entropy on the response
@@ -50,7 +53,8 @@ struct LearnerOptions {
   OptimizerOptions optimizer;
   PolicyLossOptions loss;
   int64_t micro_batch_size = 8;
-  int64_t mini_batches = 1;      // optimizer steps per GrpoStep
+  int64_t mini_batches = 1;      // optimizer steps per pass over the batch
+  int64_t ppo_epochs = 1;        // passes over the batch per GrpoStep, same old log-probs
   bool autocast_bf16 = true;     // used on CUDA only
   bool skip_no_signal_batches = true;
   int64_t pad_token_id = 0;
@@ -70,8 +74,13 @@ class Learner {
           models::Transformer reference = nullptr);
 
   // Metrics: loss, pg_loss, kl_loss, entropy, clip_fraction, dual_clip_fraction, approx_kl,
-  // grad_norm, lr, tokens, skipped.
+  // grad_norm (means over the optimizer steps), clip_fraction_last_epoch, approx_kl_last_epoch,
+  // lr (of the first step), optimizer_steps, tokens (per pass), skipped.
   Result<MetricsRecord> GrpoStep(const std::vector<Sample>& batch);
+  // The same with the old log-probs given: one vector per sample, one value per response token
+  // (as ResponseLogProbs returns them). GrpoStep(b) is GrpoStep(b, ResponseLogProbs(b)).
+  Result<MetricsRecord> GrpoStep(const std::vector<Sample>& batch,
+                                 const std::vector<std::vector<double>>& old_logprobs);
   // Metrics: sft_loss (token-mean NLL), grad_norm, lr, tokens.
   Result<MetricsRecord> SftStep(const std::vector<Sample>& batch);
 
@@ -95,6 +104,8 @@ class Learner {
   // Forward under autocast when enabled; returns float32 logits [B, T, V].
   torch::Tensor Logits(models::Transformer& model, const torch::Tensor& tokens);
   double FinishOptimizerStep();  // clip, set lr, step; returns the pre-clip grad norm
+  // False when no sample has a non-zero advantage and no KL or entropy term is on.
+  bool HasSignal(const std::vector<Sample>& batch) const;
 
   models::Transformer policy_;
   models::Transformer reference_;

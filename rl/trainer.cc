@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <torch/torch.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <chrono>
 #include <filesystem>
@@ -16,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rl/checkpoint.h"
+#include "rl/checkpoint_store.h"
 
 namespace tlt::rl {
 namespace fs = std::filesystem;
@@ -31,23 +31,6 @@ Result<std::string> ReadFile(const fs::path& path) {
   return ss.str();
 }
 
-Status WriteFileSynced(const fs::path& path, const std::string& data) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) return IoError("cannot create " + path.string());
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      return IoError("writing " + path.string());
-    }
-    done += static_cast<size_t>(n);
-  }
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok ? Status::OK() : IoError("fsync " + path.string());
-}
-
 void SyncPath(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd >= 0) {
@@ -55,14 +38,6 @@ void SyncPath(const fs::path& path) {
     ::close(fd);
   }
 }
-
-uint32_t Crc(const std::string& data) {
-  return static_cast<uint32_t>(
-      crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
-}
-
-const char* kFiles[] = {"policy/config.json", "policy/model.safetensors", "optimizer.pt", "rng.pt",
-                        "state.json"};
 
 }  // namespace
 
@@ -89,15 +64,8 @@ Status SaveCheckpoint(const std::string& dir, Learner& learner, const TrainingSt
   s["optimizer_steps"] = learner.optimizer_steps();
   s["cursor"] = {{"seed", state.cursor.seed}, {"epoch", state.cursor.epoch},
                  {"position", state.cursor.position}};
-  RETURN_NOT_OK(WriteFileSynced(tmp / "state.json", s.dump(2)));
-  nlohmann::json manifest;
-  manifest["format"] = "tlt-rl-checkpoint-1";
-  for (const char* name : kFiles) {
-    ASSIGN_OR_RETURN(std::string bytes, ReadFile(tmp / name));
-    if (std::string(name) != "state.json") RETURN_NOT_OK(WriteFileSynced(tmp / name, bytes));
-    manifest["files"][name] = {{"size", bytes.size()}, {"crc32", Crc(bytes)}};
-  }
-  RETURN_NOT_OK(WriteFileSynced(tmp / "MANIFEST.json", manifest.dump(2)));
+  RETURN_NOT_OK(WriteFileSynced((tmp / "state.json").string(), s.dump(2)));
+  RETURN_NOT_OK(WriteCheckpointManifest(tmp.string()));
   SyncPath(tmp / "policy");
   SyncPath(tmp);
   fs::rename(tmp, final_dir, ec);
@@ -108,28 +76,7 @@ Status SaveCheckpoint(const std::string& dir, Learner& learner, const TrainingSt
 
 Status LoadCheckpoint(const std::string& dir, Learner* learner, TrainingState* state) {
   const fs::path root(dir);
-  auto manifest_text = ReadFile(root / "MANIFEST.json");
-  if (!manifest_text.ok()) {
-    return NotFound("checkpoint " + dir + " has no MANIFEST.json: incomplete or not a checkpoint");
-  }
-  nlohmann::json manifest = nlohmann::json::parse(*manifest_text, nullptr, false);
-  if (manifest.is_discarded() || manifest.value("format", "") != "tlt-rl-checkpoint-1" ||
-      !manifest.contains("files")) {
-    return InvalidArgument("checkpoint " + dir + ": MANIFEST.json is not a tlt-rl checkpoint manifest");
-  }
-  for (const char* name : kFiles) {
-    if (!manifest["files"].contains(name)) {
-      return InvalidArgument("checkpoint " + dir + ": manifest does not list " + name);
-    }
-    auto bytes = ReadFile(root / name);
-    if (!bytes.ok()) return NotFound("checkpoint " + dir + ": missing " + name);
-    const auto& entry = manifest["files"][name];
-    if (entry.value("size", uint64_t(0)) != bytes->size() ||
-        entry.value("crc32", uint32_t(0)) != Crc(*bytes)) {
-      return InvalidArgument("checkpoint " + dir + ": " + name +
-                             " does not match its checksum in MANIFEST.json (corrupted)");
-    }
-  }
+  RETURN_NOT_OK(VerifyCheckpoint(dir));
   auto config = models::ReadModelConfig((root / "policy/config.json").string());
   if (!config.ok()) return config.status().WithContext("checkpoint " + dir);
   ASSIGN_OR_RETURN(models::CheckpointTensors tensors,
@@ -244,6 +191,7 @@ Result<GrpoTrainer::Rollout> GrpoTrainer::Generate(const std::vector<const Examp
     s.prompt = requests[k].prompt;
     s.response = results[k].tokens;
     out.samples.push_back(std::move(s));
+    out.logprobs.push_back(results[k].logprobs);
   }
   return out;
 }
@@ -268,16 +216,61 @@ Result<MetricsRecord> GrpoTrainer::Step() {
     reward_sum += rollout.rewards[i];
     correct += rollout.rewards[i] >= options_.correct_reward;
   }
-  ASSIGN_OR_RETURN(MetricsRecord m, learner_->GrpoStep(rollout.samples));
+  int64_t dropped = 0;
+  if (options_.drop_zero_advantage_groups) {
+    std::vector<Sample> kept;
+    std::vector<std::vector<float>> kept_logprobs;
+    const size_t g = static_cast<size_t>(options_.group_size);
+    for (size_t begin = 0; begin < rollout.samples.size(); begin += g) {
+      bool zero = true;
+      for (size_t i = begin; i < begin + g; ++i) zero = zero && adv[i] == 0.0;
+      if (zero) {
+        ++dropped;
+        continue;
+      }
+      for (size_t i = begin; i < begin + g; ++i) {
+        kept.push_back(std::move(rollout.samples[i]));
+        kept_logprobs.push_back(std::move(rollout.logprobs[i]));
+      }
+    }
+    rollout.samples = std::move(kept);
+    rollout.logprobs = std::move(kept_logprobs);
+  }
+  MetricsRecord m;
+  if (rollout.samples.empty()) {  // every group dropped: nothing to learn from
+    m["lr"] = learner_->CurrentLr();
+    m["skipped"] = 1;
+  } else {
+    std::vector<std::vector<double>> old;
+    try {
+      old = learner_->ResponseLogProbs(rollout.samples);  // the learner's, never the engine's
+    } catch (const c10::Error& e) {
+      return Internal(std::string("GrpoTrainer: ") + e.what_without_backtrace());
+    }
+    double gap = 0, tokens = 0;
+    for (size_t i = 0; i < old.size(); ++i) {
+      for (size_t t = 0; t < old[i].size() && t < rollout.logprobs[i].size(); ++t) {
+        gap += std::abs(old[i][t] - rollout.logprobs[i][t]);
+        tokens += 1;
+      }
+    }
+    ASSIGN_OR_RETURN(m, learner_->GrpoStep(rollout.samples, old));
+    m["rollout_logprob_gap"] = tokens > 0 ? gap / tokens : 0.0;
+  }
   const auto t2 = Clock::now();
   ++step_;
   m["step"] = double(step_);
   m["reward_mean"] = reward_sum / rollout.rewards.size();
   m["accuracy"] = correct / rollout.rewards.size();
+  m["groups_dropped"] = double(dropped);
   AddDistribution("response_length", lengths, &m);
   m["time_rollout_s"] = seconds(t0, t1);
   m["time_update_s"] = seconds(t1, t2);
   m["time_step_s"] = seconds(t0, t2);
+  if (options_.checkpoint_every > 0 && step_ % options_.checkpoint_every == 0) {
+    RETURN_NOT_OK(SaveStepCheckpoint().status());
+    m["time_checkpoint_s"] = seconds(t2, Clock::now());
+  }
   if (metrics_) RETURN_NOT_OK(metrics_->Write(m));
   return m;
 }
@@ -301,6 +294,24 @@ Status GrpoTrainer::SaveCheckpoint(const std::string& dir) {
   s.step = step_;
   s.cursor = cursor_.state();
   return rl::SaveCheckpoint(dir, *learner_, s);
+}
+
+Result<std::string> GrpoTrainer::SaveStepCheckpoint() {
+  if (options_.checkpoint_root.empty()) return InvalidArgument("SaveStepCheckpoint: no checkpoint_root");
+  std::error_code ec;
+  fs::create_directories(options_.checkpoint_root, ec);
+  if (ec) return IoError("cannot create " + options_.checkpoint_root + ": " + ec.message());
+  const std::string dir = (fs::path(options_.checkpoint_root) / CheckpointName(step_)).string();
+  RETURN_NOT_OK(SaveCheckpoint(dir));
+  RETURN_NOT_OK(PruneCheckpoints(options_.checkpoint_root, options_.keep_checkpoints, dir));
+  return dir;
+}
+
+Result<std::string> GrpoTrainer::RestoreLatestCheckpoint() {
+  if (options_.checkpoint_root.empty()) return InvalidArgument("RestoreLatestCheckpoint: no checkpoint_root");
+  ASSIGN_OR_RETURN(std::string dir, LatestValidCheckpoint(options_.checkpoint_root));
+  RETURN_NOT_OK(RestoreCheckpoint(dir));
+  return dir;
 }
 
 Status GrpoTrainer::RestoreCheckpoint(const std::string& dir) {

@@ -7,6 +7,18 @@
 // prompts come from a seeded DataCursor, so a run is reproducible and a resumed run (see
 // SaveCheckpoint / RestoreCheckpoint) continues exactly where it stopped.
 //
+// Dynamic sampling (drop_zero_advantage_groups, on by default): a group whose rewards are all
+// equal has zero advantages and teaches nothing; it is dropped before the learner step, so it
+// neither costs a forward/backward pass nor dilutes the token-mean loss (DAPO). The metric
+// `groups_dropped` counts them; when every group is dropped there is no learner step at all
+// (`skipped` = 1, weights and optimizer untouched).
+//
+// Checkpoints: SaveCheckpoint(dir) writes one; with options.checkpoint_root set,
+// SaveStepCheckpoint() writes `<root>/step-<N>` and then keeps only the last
+// options.keep_checkpoints (rl/checkpoint_store.h: never the one just written, never the latest
+// valid one), and Step() does so by itself every options.checkpoint_every steps.
+// RestoreLatestCheckpoint() resumes from the latest valid one under the root.
+//
 // Text goes through a TextCodec (encode, decode, stop token); CodecFromCharVocab() adapts the
 // synthetic task's vocabulary. Not thread-safe; the learner must outlive the trainer.
 #pragma once
@@ -52,6 +64,10 @@ struct GrpoTrainerOptions {
   double correct_reward = 1.0;  // accuracy counts responses with reward >= this
   models::EngineOptions engine;
   std::string metrics_path;     // empty: no file
+  bool drop_zero_advantage_groups = true;  // see the header comment
+  std::string checkpoint_root;  // where SaveStepCheckpoint writes step-<N>; empty: nowhere
+  int64_t keep_checkpoints = 0;  // > 0: keep the last K under checkpoint_root; <= 0: keep all
+  int64_t checkpoint_every = 0;  // > 0 (needs checkpoint_root): Step() checkpoints every N steps
 };
 
 struct Evaluation {
@@ -65,14 +81,20 @@ class GrpoTrainer {
   static Result<std::unique_ptr<GrpoTrainer>> Create(Learner* learner, std::vector<Example> data,
                                                      TextCodec codec, RewardFunction reward,
                                                      const GrpoTrainerOptions& options);
-  // Metrics: step, reward_mean, accuracy, response_length_{mean,p50,p90,p99,max}, the
-  // learner's metrics, time_rollout_s, time_update_s, time_step_s.
+  // Metrics: step, reward_mean, accuracy, response_length_{mean,p50,p90,p99,max},
+  // groups_dropped, rollout_logprob_gap (mean |learner - engine| log-prob of the kept response
+  // tokens; meaningful at top_k 0, top_p 1, temperature 1), the learner's metrics, time_rollout_s, time_update_s, time_step_s (and
+  // time_checkpoint_s on checkpointing steps).
   Result<MetricsRecord> Step();
   // Samples `samples` responses per example with the current policy (seeded; no training).
   Result<Evaluation> Evaluate(const std::vector<Example>& examples, int64_t samples,
                               double temperature, uint64_t seed);
   Status SaveCheckpoint(const std::string& dir);
   Status RestoreCheckpoint(const std::string& dir);
+  // <checkpoint_root>/step-<step()> then pruning (see the header comment); returns the path.
+  Result<std::string> SaveStepCheckpoint();
+  // Restores the latest valid checkpoint under checkpoint_root (kNotFound: none); its path.
+  Result<std::string> RestoreLatestCheckpoint();
   int64_t step() const { return step_; }
 
  private:
@@ -81,6 +103,7 @@ class GrpoTrainer {
   struct Rollout {
     std::vector<Sample> samples;
     std::vector<double> rewards;
+    std::vector<std::vector<float>> logprobs;  // the engine's, per response token
   };
   Result<Rollout> Generate(const std::vector<const Example*>& examples, int64_t samples,
                            double temperature, uint64_t seed);

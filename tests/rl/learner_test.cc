@@ -1,5 +1,5 @@
-// Learner: log-probs against a direct forward, micro-batch invariance, skipped no-signal
-// batches, SFT learning and weight export.
+// Learner: log-probs against a direct forward, micro-batch invariance, PPO epochs and ratio
+// clipping, skipped no-signal batches, SFT learning and weight export.
 #include "rl/learner.h"
 
 #include <gtest/gtest.h>
@@ -70,6 +70,78 @@ TEST(LearnerTest, MicroBatchSizeDoesNotChangeTheUpdate) {
   // 1.3e-5 on the GPU machine's CPU), far below the 1e-3 the weights moved.
   EXPECT_LT((results[1] - results[0]).abs().max().item<double>(), 5e-5);
   EXPECT_LT((results[2] - results[0]).abs().max().item<double>(), 5e-5);
+}
+
+// ppo_epochs passes reuse the old log-probs computed once before the first pass: exactly the
+// same update as that many single-pass steps given those log-probs, and not the update of
+// single-pass steps that recompute them.
+TEST(LearnerTest, PpoEpochsKeepTheOldLogProbsOfTheRollout) {
+  auto cfg = TinyConfig(13);
+  auto batch = RandomBatch(8, 13, 11);
+  LearnerOptions o;
+  o.optimizer.lr = 3e-2;  // large: later passes see ratios beyond the clip range
+  o.micro_batch_size = 3;
+  o.mini_batches = 2;
+  o.ppo_epochs = 3;
+  Learner epochs(TinyModel(cfg, 12), o);
+  auto m = epochs.GrpoStep(batch);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->at("optimizer_steps"), 6.0);
+  EXPECT_EQ(epochs.optimizer_steps(), 6);
+  EXPECT_GT(m->at("clip_fraction_last_epoch"), 0.05);
+  EXPECT_GT(m->at("approx_kl_last_epoch"), 0.0);
+
+  LearnerOptions one = o;
+  one.ppo_epochs = 1;
+  Learner manual(TinyModel(cfg, 12), one);
+  const auto old = manual.ResponseLogProbs(batch);
+  for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(manual.GrpoStep(batch, old).ok());
+  EXPECT_TRUE(torch::equal(FlatWeights(epochs.policy()), FlatWeights(manual.policy())));
+
+  Learner recomputed(TinyModel(cfg, 12), one);
+  for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(recomputed.GrpoStep(batch).ok());
+  EXPECT_GT((FlatWeights(recomputed.policy()) - FlatWeights(epochs.policy())).abs().max().item<double>(),
+            1e-4);
+  // Old log-probs that do not fit the batch are refused.
+  auto short_old = old;
+  short_old[0].push_back(0.0);
+  EXPECT_FALSE(epochs.GrpoStep(batch, short_old).ok());
+}
+
+// Ratio clipping: a token whose ratio has left the clip range in the direction of its advantage
+// (r > 1 + eps_high with A > 0, r < 1 - eps_low with A < 0) gives no gradient. With every token
+// so, the step leaves the weights exactly as they were (no weight decay); with ratio 1 it moves
+// them.
+TEST(LearnerTest, TokensBeyondTheClipRangeGiveNoGradient) {
+  auto cfg = TinyConfig(13);
+  auto batch = RandomBatch(8, 13, 13);
+  for (auto& s : batch) {
+    if (s.advantage == 0) s.advantage = 0.7;
+  }
+  LearnerOptions o;
+  o.optimizer.lr = 1e-2;
+  o.optimizer.weight_decay = 0.0;
+  o.micro_batch_size = 4;
+  for (double shift : {1.0, 0.0}) {
+    Learner learner(TinyModel(cfg, 14), o);
+    auto old = learner.ResponseLogProbs(batch);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      // ratio = exp(logp - old) = e (A > 0) or 1/e (A < 0) when shift is 1.
+      for (double& v : old[i]) v -= batch[i].advantage > 0 ? shift : -shift;
+    }
+    torch::Tensor before = FlatWeights(learner.policy());
+    auto m = learner.GrpoStep(batch, old);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    torch::Tensor moved = (FlatWeights(learner.policy()) - before).abs().max();
+    if (shift > 0) {
+      EXPECT_EQ(m->at("clip_fraction"), 1.0);
+      EXPECT_EQ(m->at("grad_norm"), 0.0);
+      EXPECT_EQ(moved.item<double>(), 0.0);
+    } else {
+      EXPECT_EQ(m->at("clip_fraction"), 0.0);
+      EXPECT_GT(moved.item<double>(), 1e-3);
+    }
+  }
 }
 
 TEST(LearnerTest, ZeroAdvantagesLeaveWeightsUnchanged) {
