@@ -4,7 +4,10 @@
 // bench/hf_generate_bench.py runs transformers on exactly the same model.
 //
 //   engine_bench --out DIR [--batch-sizes 1,8,32,128] [--new-tokens 128] [--device cuda]
-// Prints one JSON object: engine_tokens_per_s_bs{N}, weights_bytes, config.
+//                [--fused 1] [--graphs 1]
+// --fused 0 measures the eager decode (Transformer::Forward each step), --graphs 0 the fused
+// kernels without CUDA graphs. Prints one JSON object: engine_tokens_per_s_bs{N},
+// engine_seconds_bs{N}, weights_bytes, config, whether the fused path ran.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -20,12 +23,15 @@ namespace m = tlt::models;
 int main(int argc, char** argv) {
   std::string out = "/tmp/qwen2-0.5b-random", device_name = "cuda", sizes = "1,8,32,128";
   int64_t new_tokens = 128, prompt_tokens = 32;
+  bool fused = true, graphs = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--out") out = v;
     else if (k == "--device") device_name = v;
     else if (k == "--batch-sizes") sizes = v;
     else if (k == "--new-tokens") new_tokens = std::stoll(v);
+    else if (k == "--fused") fused = v != "0";
+    else if (k == "--graphs") graphs = v != "0";
     else { std::cerr << "unknown flag " << k << "\n"; return 2; }
   }
   torch::Device device(device_name);
@@ -67,6 +73,8 @@ int main(int argc, char** argv) {
     options.dtype = torch::kBFloat16;
     options.max_batch_size = bs;
     options.max_sequence_length = prompt_tokens + new_tokens + 8;
+    options.fused_decode = fused;
+    options.cuda_graphs = graphs;
     auto engine = m::Engine::Create(model, options);
     if (!engine.ok()) { std::cerr << engine.status().ToString() << "\n"; return 1; }
     std::vector<m::Request> requests;
@@ -90,6 +98,8 @@ int main(int argc, char** argv) {
     for (const auto& r : *results) generated += int64_t(r.tokens.size());
     result["engine_tokens_per_s_bs" + part] = generated / seconds;
     result["engine_seconds_bs" + part] = seconds;
+    result["fused_decode"] = (*engine)->fused_decode_active();
+    result["cuda_graphs_bs" + part] = (*engine)->num_cuda_graphs();
     std::cerr << "batch " << bs << ": " << generated / seconds << " tokens/s\n";
   }
   std::cout << result.dump() << std::endl;

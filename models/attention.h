@@ -40,6 +40,9 @@ struct BatchLayout {
   torch::Tensor valid_rows;  // [N] int64: row of each real token
   torch::Tensor valid_cols;  // [N] int64: column of each real token
   torch::Tensor last_cols;   // [B] int64: num_tokens - 1
+  // Optional [B, T] int64: rotary positions when they differ from the cache columns in
+  // `positions` (tree verification: siblings share a depth). Undefined: `positions`.
+  torch::Tensor rotary_positions;
 };
 
 // q/k/v/o projections (bias on q/k/v iff config.attention_bias, on o iff config.o_proj_bias),

@@ -8,6 +8,15 @@
 
 namespace tlt::models {
 
+#ifndef TLT_MODELS_CUDA_DECODER
+// Without a CUDA LibTorch there is no fused decoder (cuda_decoder.cc is not compiled).
+std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer, KvCache*, const CudaDecoderOptions&,
+                                                 std::string* why) {
+  if (why != nullptr) *why = "built without CUDA";
+  return nullptr;
+}
+#endif
+
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
     case FinishReason::kStop:
@@ -45,6 +54,14 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
       }
     }
     engine->cache_ = std::make_unique<KvCache>(cache);
+    if (options.fused_decode && options.device.is_cuda()) {
+      CudaDecoderOptions decoder_options;
+      decoder_options.use_graphs = options.cuda_graphs;
+      std::string why;
+      engine->decoder_ = CudaDecoder::Create(engine->model_, engine->cache_.get(),
+                                             decoder_options, &why);
+      if (!engine->decoder_) LOG(INFO) << "engine: eager decode (" << why << ")";
+    }
   } catch (const c10::Error& e) {
     return Internal(std::string("creating engine: ") + e.what_without_backtrace());
   }
@@ -115,30 +132,26 @@ Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefi
     T = std::max(T, count[b]);
     want_hidden = want_hidden || s.request.return_hidden_states;
   }
-  torch::Tensor tokens = torch::zeros({B, T}, torch::kInt64);
-  auto* data = tokens.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    const Sequence& s = *batch[b];
-    if (prefill) {
-      std::copy(s.request.prompt.begin(), s.request.prompt.end(), data + b * T);
-    } else {
-      data[b * T] = s.tokens.back();
+  SampledTokens sampled;
+  torch::Tensor hidden;
+  if (!prefill && decoder_) {
+    std::vector<DecodeRow> rows(B);
+    for (int64_t b = 0; b < B; ++b) {
+      const Sequence& s = *batch[b];
+      rows[b].token = s.tokens.back();
+      rows[b].position = start[b];
+      rows[b].slot = s.slot;
+      rows[b].params = SamplingParams{s.request.temperature, s.request.top_k, s.request.top_p};
+      rows[b].uniform = CounterUniform(s.request.seed, s.tokens.size());
     }
+    ASSIGN_OR_RETURN(DecodeOutput decoded, decoder_->Decode(rows, want_hidden));
+    sampled.tokens = std::move(decoded.tokens);
+    sampled.logprobs = std::move(decoded.logprobs);
+    hidden = decoded.hidden;
+  } else {
+    RETURN_NOT_OK(ForwardAndSample(batch, prefill, start, count, slots, T, want_hidden, &sampled,
+                                   &hidden));
   }
-  BatchLayout layout = BatchLayout::Make(start, count, T, slots, options_.device);
-  ForwardOutput out =
-      model_->Forward(tokens.to(options_.device), layout, cache_.get(),
-                      ForwardOptions().last_token_only(true).return_hidden(want_hidden));
-  std::vector<SamplingParams> params(B);
-  std::vector<uint64_t> seeds(B), counters(B);
-  for (int64_t b = 0; b < B; ++b) {
-    const Request& r = batch[b]->request;
-    params[b] = SamplingParams{r.temperature, r.top_k, r.top_p};
-    seeds[b] = r.seed;
-    counters[b] = batch[b]->tokens.size();
-  }
-  SampledTokens sampled = Sample(out.logits, params, seeds, counters);
-  torch::Tensor hidden = want_hidden ? out.hidden.cpu() : torch::Tensor();
   for (int64_t b = 0; b < B; ++b) {
     std::unique_ptr<Sequence> seq = std::move(batch[b]);
     RETURN_NOT_OK(cache_->SetLength(seq->slot, start[b] + count[b]));
@@ -160,6 +173,51 @@ Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefi
   return Status::OK();
 }
 
+Status Engine::ForwardAndSample(const std::vector<std::unique_ptr<Sequence>>& batch, bool prefill,
+                                const std::vector<int64_t>& start,
+                                const std::vector<int64_t>& count,
+                                const std::vector<int64_t>& slots, int64_t T, bool want_hidden,
+                                SampledTokens* sampled, torch::Tensor* hidden) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  bool want_prompt_hidden = false;
+  torch::Tensor tokens = torch::zeros({B, T}, torch::kInt64);
+  auto* data = tokens.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const Sequence& s = *batch[b];
+    if (prefill) {
+      std::copy(s.request.prompt.begin(), s.request.prompt.end(), data + b * T);
+      want_prompt_hidden = want_prompt_hidden || s.request.return_prompt_hidden_states;
+    } else {
+      data[b * T] = s.tokens.back();
+    }
+  }
+  BatchLayout layout = BatchLayout::Make(start, count, T, slots, options_.device);
+  ForwardOutput out = model_->Forward(tokens.to(options_.device), layout, cache_.get(),
+                                      ForwardOptions()
+                                          .last_token_only(true)
+                                          .return_hidden(want_hidden)
+                                          .return_all_hidden(want_prompt_hidden));
+  std::vector<SamplingParams> params(B);
+  std::vector<uint64_t> seeds(B), counters(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const Request& r = batch[b]->request;
+    params[b] = SamplingParams{r.temperature, r.top_k, r.top_p};
+    seeds[b] = r.seed;
+    counters[b] = batch[b]->tokens.size();
+  }
+  *sampled = Sample(out.logits, params, seeds, counters);
+  if (want_hidden) *hidden = out.hidden.cpu();
+  if (want_prompt_hidden) {
+    torch::Tensor all = out.all_hidden.cpu();
+    for (int64_t b = 0; b < B; ++b) {
+      if (batch[b]->request.return_prompt_hidden_states) {
+        batch[b]->prompt_hidden = all[b].narrow(0, 0, count[b]).clone();
+      }
+    }
+  }
+  return Status::OK();
+}
+
 void Engine::Finish(std::unique_ptr<Sequence> seq, FinishReason reason) {
   if (seq->slot >= 0) CHECK_OK(cache_->FreeSlot(seq->slot));
   RequestResult result;
@@ -167,6 +225,7 @@ void Engine::Finish(std::unique_ptr<Sequence> seq, FinishReason reason) {
   result.tokens = std::move(seq->tokens);
   result.logprobs = std::move(seq->logprobs);
   result.finish_reason = reason;
+  result.prompt_hidden_states = seq->prompt_hidden;
   if (seq->request.return_hidden_states && !seq->hidden.empty()) {
     result.hidden_states = torch::stack(seq->hidden);
   }
@@ -225,6 +284,7 @@ Status Engine::ReleaseCache() {
     return Unavailable("engine: cannot release the KV cache while " +
                        std::to_string(running_.size()) + " requests run");
   }
+  if (decoder_) decoder_->Invalidate();  // graphs hold the cache's pointers and their own memory
   cache_->Release();
   return Status::OK();
 }

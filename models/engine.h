@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "models/cuda_decoder.h"
 #include "models/kv_cache.h"
 #include "models/sampling.h"
 #include "models/transformer.h"
@@ -48,6 +49,7 @@ struct Request {
   uint64_t seed = 0;
   std::vector<int64_t> stop_token_ids;
   bool return_hidden_states = false;
+  bool return_prompt_hidden_states = false;  // RequestResult::prompt_hidden_states
 };
 
 enum class FinishReason { kLength, kStop, kCancelled };
@@ -59,6 +61,9 @@ struct RequestResult {
   std::vector<float> logprobs;  // one per generated token
   FinishReason finish_reason = FinishReason::kLength;
   torch::Tensor hidden_states;  // [tokens, hidden] on CPU, model dtype; undefined unless asked
+  // [prompt tokens, hidden] on CPU, model dtype: the final hidden state (after the final norm) at
+  // each prompt position; undefined unless return_prompt_hidden_states.
+  torch::Tensor prompt_hidden_states;
 };
 
 using FinishCallback = std::function<void(const RequestResult&)>;
@@ -72,6 +77,11 @@ struct EngineOptions {
   // When > 0, caps the slots so that the KV cache fits in this many bytes (at
   // max_sequence_length per slot); Create fails if not even one slot fits.
   int64_t kv_cache_budget_bytes = 0;
+  // CUDA only: decode steps through the fused kernels of CudaDecoder (models/cuda_decoder.h),
+  // replayed from CUDA graphs per batch-size bucket when cuda_graphs. Without CUDA LibTorch, or
+  // for an unsupported model, the engine falls back to Transformer::Forward (as when false).
+  bool fused_decode = true;
+  bool cuda_graphs = true;
 };
 
 class Engine {
@@ -98,6 +108,9 @@ class Engine {
   Status ReleaseCache();
   Status RecreateCache();
   bool cache_released() const { return cache_->released(); }
+  // Whether decode steps run through CudaDecoder, and how many graphs it has captured.
+  bool fused_decode_active() const { return decoder_ != nullptr; }
+  int64_t num_cuda_graphs() const { return decoder_ ? decoder_->num_graphs() : 0; }
 
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
@@ -116,15 +129,22 @@ class Engine {
     std::vector<int64_t> tokens;
     std::vector<float> logprobs;
     std::vector<torch::Tensor> hidden;
+    torch::Tensor prompt_hidden;
   };
   Engine(Transformer model, const EngineOptions& options);
   // Forward `seqs` (prefill when `prefill`), sample one token each, retire finished ones.
   Status RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefill);
+  // The eager path: Transformer::Forward, then Sample() on the host-visible logits.
+  Status ForwardAndSample(const std::vector<std::unique_ptr<Sequence>>& batch, bool prefill,
+                          const std::vector<int64_t>& start, const std::vector<int64_t>& count,
+                          const std::vector<int64_t>& slots, int64_t T, bool want_hidden,
+                          SampledTokens* sampled, torch::Tensor* hidden);
   void Finish(std::unique_ptr<Sequence> seq, FinishReason reason);
 
   Transformer model_;
   EngineOptions options_;
   std::unique_ptr<KvCache> cache_;
+  std::unique_ptr<CudaDecoder> decoder_;  // null: eager decode
   RequestId next_id_ = 1;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   std::vector<std::unique_ptr<Sequence>> running_;

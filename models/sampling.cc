@@ -105,4 +105,41 @@ SampledTokens Sample(const torch::Tensor& logits, const std::vector<SamplingPara
   return SampleFromLogProbs(ProcessedLogProbs(logits, params), u);
 }
 
+SampledTensors SampleOnDevice(const torch::Tensor& logits, const SamplingTensors& params,
+                              bool filter) {
+  TORCH_CHECK(logits.dim() == 2, "SampleOnDevice: logits must be [B, V]");
+  const int64_t V = logits.size(1);
+  const double inf = std::numeric_limits<double>::infinity();
+  torch::Tensor temperature = params.temperature.to(torch::kFloat32);
+  torch::Tensor greedy = (temperature <= 0).unsqueeze(1);  // [B, 1]
+  torch::Tensor temps = torch::where(temperature <= 0, torch::ones_like(temperature), temperature);
+  torch::Tensor x = logits.to(torch::kFloat32) / temps.unsqueeze(1);
+  if (filter) {
+    auto sorted = x.sort(-1, /*descending=*/true);
+    torch::Tensor values = std::get<0>(sorted), order = std::get<1>(sorted);
+    torch::Tensor k = params.top_k;
+    k = torch::where((k <= 0) | (k > V), torch::full_like(k, V), k) - 1;
+    torch::Tensor threshold = values.gather(1, k.unsqueeze(1));  // [B, 1]
+    x = x.masked_fill(x < threshold, -inf);
+    torch::Tensor kept = values.masked_fill(values < threshold, -inf);
+    torch::Tensor probs = torch::softmax(kept, -1);
+    torch::Tensor before = probs.cumsum(-1) - probs;
+    torch::Tensor p = params.top_p.to(torch::kFloat32).unsqueeze(1);
+    torch::Tensor remove_sorted = (before >= p) & (p < 1.0);
+    torch::Tensor remove = torch::zeros_like(remove_sorted).scatter(1, order, remove_sorted);
+    x = x.masked_fill(remove, -inf);
+  }
+  torch::Tensor lp = torch::log_softmax(x, -1);
+  torch::Tensor cdf = lp.to(torch::kFloat64).exp().cumsum(-1).contiguous();
+  torch::Tensor u = params.uniforms.to(torch::kFloat64).unsqueeze(1) * cdf.narrow(1, V - 1, 1);
+  torch::Tensor idx =
+      torch::searchsorted(cdf, u, /*out_int32=*/false, /*right=*/true).clamp_max(V - 1);
+  torch::Tensor token_lp = lp.gather(1, idx);
+  idx = torch::where(torch::isinf(token_lp), lp.argmax(-1, /*keepdim=*/true), idx);
+  token_lp = lp.gather(1, idx);
+  idx = torch::where(greedy, logits.argmax(-1, /*keepdim=*/true), idx);
+  token_lp = torch::where(greedy, torch::zeros_like(token_lp), token_lp);
+  return {idx.squeeze(1), token_lp.squeeze(1)};
+}
+
 }  // namespace tlt::models

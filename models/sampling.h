@@ -46,4 +46,23 @@ SampledTokens SampleFromLogProbs(const torch::Tensor& logprobs,
 SampledTokens Sample(const torch::Tensor& logits, const std::vector<SamplingParams>& params,
                      const std::vector<uint64_t>& seeds, const std::vector<uint64_t>& counters);
 
+// Per-row sampling parameters as [B] tensors on the logits' device (the CUDA decoder keeps them
+// in device buffers so a step needs no host work).
+struct SamplingTensors {
+  torch::Tensor temperature;  // any float dtype; <= 0: greedy
+  torch::Tensor top_k;        // int64; <= 0 or > V: none
+  torch::Tensor top_p;        // any float dtype, in (0, 1]
+  torch::Tensor uniforms;     // float64 in [0, 1): CounterUniform(seed, counter) per row
+};
+
+struct SampledTensors {
+  torch::Tensor tokens;    // int64 [B]
+  torch::Tensor logprobs;  // float32 [B]
+};
+
+// The same distribution and draw as Sample() (bit-identical on one device), as tensor ops with
+// no host synchronization. `filter` false skips top-k/top-p (the caller knows no row uses them).
+SampledTensors SampleOnDevice(const torch::Tensor& logits, const SamplingTensors& params,
+                              bool filter = true);
+
 }  // namespace tlt::models

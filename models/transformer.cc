@@ -192,7 +192,9 @@ TransformerBodyImpl::TransformerBodyImpl(const ModelConfig& c) : rotary_(c.head_
 torch::Tensor TransformerBodyImpl::forward(const torch::Tensor& tokens, const BatchLayout& layout,
                                            KvCache* cache) {
   torch::Tensor h = embed_tokens(tokens);
-  auto [cos, sin] = rotary_.CosSin(layout.positions, h.scalar_type());
+  auto [cos, sin] = rotary_.CosSin(
+      layout.rotary_positions.defined() ? layout.rotary_positions : layout.positions,
+      h.scalar_type());
   for (size_t i = 0; i < layers->size(); ++i) {
     h = layers[i]->as<DecoderLayer>()->forward(h, cos, sin, layout, cache, static_cast<int64_t>(i));
   }
@@ -223,12 +225,13 @@ TransformerImpl::TransformerImpl(const ModelConfig& config) : config_(config) {
 ForwardOutput TransformerImpl::Forward(const torch::Tensor& tokens, const BatchLayout& layout,
                                        KvCache* cache, const ForwardOptions& options) {
   torch::Tensor hidden = model(tokens, layout, cache);
+  ForwardOutput out;
+  if (options.return_all_hidden()) out.all_hidden = hidden;
   if (options.last_token_only()) {
     hidden =
         hidden.index({torch::arange(hidden.size(0), layout.last_cols.options()), layout.last_cols});
   }
   const torch::Tensor& head = lm_head ? lm_head->weight : model->embed_tokens->weight;
-  ForwardOutput out;
   out.logits = torch::matmul(hidden, head.t()).to(torch::kFloat32);
   if (options.return_hidden()) out.hidden = hidden;
   return out;

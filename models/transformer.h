@@ -62,11 +62,15 @@ TORCH_MODULE(TransformerBody);
 struct ForwardOptions {
   TORCH_ARG(bool, last_token_only) = false;  // logits only at each row's last real token
   TORCH_ARG(bool, return_hidden) = false;    // also return the final hidden state
+  // Also return the final hidden state of every position ([B, T, H] in all_hidden), whatever
+  // last_token_only says (the drafter trains on prompt hidden states).
+  TORCH_ARG(bool, return_all_hidden) = false;
 };
 
 struct ForwardOutput {
   torch::Tensor logits;  // float32 [B, T, V], or [B, V] with last_token_only
   torch::Tensor hidden;  // model dtype [B, T, H] or [B, H]; undefined unless return_hidden
+  torch::Tensor all_hidden;  // model dtype [B, T, H]; undefined unless return_all_hidden
 };
 
 class TransformerImpl : public torch::nn::Module {

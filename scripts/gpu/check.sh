@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build, test and measure tlt on the GPU machine in one go (the device tool runs it from
 # the repo root with .device carried; see ../shared/device/README.md):
-#   bash scripts/gpu/check.sh [tests|fixtures|bench ...]    (default: tests fixtures)
+#   bash scripts/gpu/check.sh [tests|fixtures|bench|models ...]    (default: tests fixtures)
+# `models` builds only models_tests and engine_bench (faster) and runs models_tests on CUDA;
+# `engine` runs only bench/gpu_engine.sh.
 # Configures against PyTorch's CUDA LibTorch, builds with every core, runs ctest, makes the
 # Hugging Face reference fixtures (tarred into $OUT/hf_fixtures.tar.gz) and, when asked,
 # the GPU benchmarks. Logs land in $OUT (the device tool brings back 8 files at most).
@@ -25,7 +27,9 @@ if ! cmake -S . -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=Release > "$OUT/build.
   tail -40 "$OUT/build.log"; exit 1
 fi
 grep -E "^-- tlt:" "$OUT/build.log" | tee -a "$summary"
-if ! cmake --build /tmp/build -j "$(nproc)" >> "$OUT/build.log" 2>&1; then
+targets=()
+if want models && ! want tests; then targets=(--target models_tests engine_bench); fi
+if ! cmake --build /tmp/build -j "$(nproc)" "${targets[@]}" >> "$OUT/build.log" 2>&1; then
   grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
 fi
 note "build: $(( $(date +%s) - start )) s"
@@ -44,6 +48,17 @@ if want tests; then
   (cd /tmp/build && TLT_TEST_DEVICE=cuda ctest -j 8 --timeout 600 --output-on-failure > "$OUT/ctest.log" 2>&1)
   note "tests: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
   grep -E "^\s+[0-9]+ - " "$OUT/ctest.log" | head -20 | tee -a "$summary"
+fi
+
+if want models; then
+  TLT_TEST_DEVICE=cuda /tmp/build/tests/models/models_tests > "$OUT/models_tests.log" 2>&1
+  note "models_tests: $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/models_tests.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \]|^\[  SKIPPED \]' "$OUT/models_tests.log" | head -20 | tee -a "$summary"
+fi
+
+if want engine; then  # only the engine benchmark (bench/gpu_engine.sh)
+  note "== bench/gpu_engine.sh"
+  bash bench/gpu_engine.sh /tmp/build "$OUT" 2>&1 | tail -30 | tee -a "$summary"
 fi
 
 if want bench; then

@@ -130,6 +130,23 @@ TEST(EngineTest, LogProbsAndHiddenStatesMatchRecompute) {
   }
 }
 
+TEST(EngineTest, PromptHiddenStatesMatchDenseForward) {
+  Transformer reference = TinyModel(31);
+  auto engine = MakeEngine(TinyModel(31), 2);
+  Request r = Greedy({2, 4, 6, 8, 10}, 3);
+  r.return_prompt_hidden_states = true;
+  auto res = engine->Generate({r, Greedy({1, 1}, 2)});
+  ASSERT_TRUE(res.ok());
+  const torch::Tensor& got = (*res)[0].prompt_hidden_states;
+  ASSERT_EQ(got.sizes(), (std::vector<int64_t>{5, 32}));
+  EXPECT_FALSE((*res)[1].prompt_hidden_states.defined());
+  torch::NoGradGuard g;
+  torch::Tensor tokens = torch::tensor(r.prompt, torch::kInt64).unsqueeze(0);
+  ForwardOutput full = reference->Forward(tokens, BatchLayout::Dense(1, 5, torch::kCPU), nullptr,
+                                          ForwardOptions().return_hidden(true));
+  EXPECT_TRUE(torch::allclose(got, full.hidden[0], 1e-4, 1e-5));
+}
+
 TEST(EngineTest, StopTokensLengthLimitAndCallbacks) {
   Transformer reference = TinyModel(23);
   const std::vector<int64_t> greedy = ReferenceGreedy(reference, {3, 1, 4}, 6);

@@ -114,5 +114,57 @@ TEST(SamplingTest, RowResultDoesNotDependOnBatch) {
   }
 }
 
+// SampleOnDevice draws exactly what Sample() draws (bit-identical on CPU); on CUDA (when
+// available) the float32 log-probs differ by rounding, so tokens may differ only where a uniform
+// falls within rounding of a CDF step: at most 1% of draws, log-probs within 1e-4.
+TEST(SamplingTest, SampleOnDeviceMatchesSample) {
+  torch::manual_seed(13);
+  const int64_t B = 6, V = 300;
+  torch::Tensor logits = torch::randn({B, V}) * 2;
+  std::vector<SamplingParams> params = {{1.0, 0, 1.0},  {0.7, 10, 0.9}, {0.0, 0, 1.0},
+                                        {1.2, 0, 0.95}, {0.9, 20, 1.0}, {0.0, 5, 0.5}};
+  std::vector<uint64_t> seeds = {1, 2, 3, 4, 5, 6};
+  std::vector<torch::Device> devices = {torch::kCPU};
+  if (torch::cuda::is_available()) devices.push_back(torch::kCUDA);
+  for (const torch::Device& device : devices) {
+    int64_t mismatches = 0, draws = 0;
+    for (uint64_t step = 0; step < 200; ++step) {
+      std::vector<uint64_t> counters(B, step);
+      SampledTokens want = Sample(logits, params, seeds, counters);
+      std::vector<double> temperature, top_p, uniforms;
+      std::vector<int64_t> top_k;
+      for (int64_t b = 0; b < B; ++b) {
+        temperature.push_back(params[b].temperature);
+        top_k.push_back(params[b].top_k);
+        top_p.push_back(params[b].top_p);
+        uniforms.push_back(CounterUniform(seeds[b], step));
+      }
+      auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+      SamplingTensors t{torch::tensor(temperature, f64).to(device),
+                        torch::tensor(top_k, torch::kInt64).to(device),
+                        torch::tensor(top_p, f64).to(device), torch::tensor(uniforms, f64).to(device)};
+      SampledTensors got = SampleOnDevice(logits.to(device), t);
+      torch::Tensor tokens = got.tokens.cpu(), lps = got.logprobs.cpu();
+      for (int64_t b = 0; b < B; ++b) {
+        ++draws;
+        if (tokens[b].item<int64_t>() != want.tokens[b]) {
+          ++mismatches;
+          continue;
+        }
+        if (device.is_cpu()) {
+          EXPECT_EQ(lps[b].item<float>(), want.logprobs[b]);
+        } else {
+          EXPECT_NEAR(lps[b].item<float>(), want.logprobs[b], 1e-4);
+        }
+      }
+    }
+    if (device.is_cpu()) {
+      EXPECT_EQ(mismatches, 0);
+    } else {
+      EXPECT_LE(mismatches * 100, draws) << mismatches << " of " << draws << " draws differ";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tlt::models

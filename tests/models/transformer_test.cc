@@ -198,6 +198,27 @@ TEST(TransformerTest, PaddedBatchWithoutCacheMatchesSingleRows) {
   EXPECT_LT(MaxRelError(out.logits[0], model->forward(a.unsqueeze(0))[0]), 1e-5);
 }
 
+// Separate rotary positions: without a cache, start only shifts rotary positions, so a layout
+// from position 0 with rotary_positions shifted by 3 equals a layout starting at 3.
+TEST(TransformerTest, RotaryPositionsOverrideLayoutPositions) {
+  torch::manual_seed(14);
+  Transformer model(TinyConfig("llama", 4, 2, false));
+  PerturbParameters(model, 15);
+  torch::NoGradGuard g;
+  torch::Tensor tokens = torch::randint(61, {2, 4}, torch::kInt64);
+  BatchLayout shifted = BatchLayout::Make({3, 3}, {4, 4}, 4, {}, torch::kCPU);
+  BatchLayout overridden = BatchLayout::Make({0, 0}, {4, 4}, 4, {}, torch::kCPU);
+  overridden.rotary_positions = overridden.positions + 3;
+  torch::Tensor want = model->Forward(tokens, shifted, nullptr).logits;
+  torch::Tensor got = model->Forward(tokens, overridden, nullptr).logits;
+  EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(model->Forward(tokens, BatchLayout::Make({0, 0}, {4, 4}, 4, {},
+                                                                        torch::kCPU),
+                                              nullptr)
+                                   .logits,
+                               want, 1e-3, 1e-3));
+}
+
 TEST(TransformerTest, ParameterNamesAreHuggingFace) {
   Transformer untied(TinyConfig("qwen2", 4, 2, false));
   auto names = untied->ExpectedShapes();

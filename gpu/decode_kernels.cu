@@ -1,0 +1,402 @@
+// Fused decode kernels (see decode_kernels.h). Templates over the element type; the C entry
+// points dispatch on `dtype`.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cfloat>
+
+#include "gpu/decode_kernels.h"
+
+namespace {
+
+template <typename T>
+__device__ __forceinline__ float ToFloat(T x);
+template <>
+__device__ __forceinline__ float ToFloat<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <>
+__device__ __forceinline__ float ToFloat<__half>(__half x) { return __half2float(x); }
+
+template <typename T>
+__device__ __forceinline__ T FromFloat(float x);
+template <>
+__device__ __forceinline__ float FromFloat<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) {
+  return __float2bfloat16(x);
+}
+template <>
+__device__ __forceinline__ __half FromFloat<__half>(float x) { return __float2half(x); }
+
+// Rounds a float to T and back (the rounding an eager op in T applies).
+template <typename T>
+__device__ __forceinline__ float Round(float x) { return ToFloat<T>(FromFloat<T>(x)); }
+
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// ---- RMSNorm: one block per row ----
+template <typename T>
+__global__ void RmsNormKernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                              int dim, float eps) {
+  const T* xr = x + static_cast<int64_t>(blockIdx.x) * dim;
+  T* yr = y + static_cast<int64_t>(blockIdx.x) * dim;
+  float sum = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    float v = ToFloat<T>(xr[i]);
+    sum += v * v;
+  }
+  __shared__ float partial[32];
+  sum = WarpSum(sum);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = sum;
+  __syncthreads();
+  if (warp == 0) {
+    float s = lane < (blockDim.x + 31) / 32 ? partial[lane] : 0.f;
+    s = WarpSum(s);
+    if (lane == 0) partial[0] = s;
+  }
+  __syncthreads();
+  const float inv = rsqrtf(partial[0] / dim + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float n = Round<T>(ToFloat<T>(xr[i]) * inv);
+    yr[i] = FromFloat<T>(ToFloat<T>(w[i]) * n);
+  }
+}
+
+// ---- Rotary + cache write: one block per row ----
+template <typename T>
+__global__ void RotaryCacheWriteKernel(const T* __restrict__ qkv, const T* __restrict__ cos,
+                                       const T* __restrict__ sin,
+                                       const int64_t* __restrict__ positions,
+                                       const int64_t* __restrict__ slots, T* __restrict__ q_out,
+                                       T* __restrict__ k_cache, T* __restrict__ v_cache, int H,
+                                       int KV, int D, int64_t max_length) {
+  const int b = blockIdx.x;
+  const int64_t pos = positions[b];
+  const int64_t slot = slots[b];
+  const int half = D / 2;
+  const T* row = qkv + static_cast<int64_t>(b) * (H + 2 * KV) * D;
+  const T* c = cos + pos * D;
+  const T* s = sin + pos * D;
+  const int64_t cache_row = (slot * max_length + pos) * KV * D;  // [slot, pos, 0, 0]
+  for (int idx = threadIdx.x; idx < (H + KV) * half; idx += blockDim.x) {
+    const int head = idx / half, i = idx % half;
+    const float x1 = ToFloat<T>(row[head * D + i]), x2 = ToFloat<T>(row[head * D + i + half]);
+    const float o1 = Round<T>(x1 * ToFloat<T>(c[i])) + Round<T>(-x2 * ToFloat<T>(s[i]));
+    const float o2 =
+        Round<T>(x2 * ToFloat<T>(c[i + half])) + Round<T>(x1 * ToFloat<T>(s[i + half]));
+    if (head < H) {
+      T* q = q_out + (static_cast<int64_t>(b) * H + head) * D;
+      q[i] = FromFloat<T>(o1);
+      q[i + half] = FromFloat<T>(o2);
+    } else if (slot >= 0) {
+      T* k = k_cache + cache_row + (head - H) * D;
+      k[i] = FromFloat<T>(o1);
+      k[i + half] = FromFloat<T>(o2);
+    }
+  }
+  if (slot < 0) return;
+  for (int idx = threadIdx.x; idx < KV * D; idx += blockDim.x) {
+    v_cache[cache_row + idx] = row[(H + KV) * D + idx];
+  }
+}
+
+// ---- Decode attention (flash-decoding) ----
+constexpr int kAttnThreads = 128;  // one key per thread per tile
+constexpr int kMaxGroup = 16;
+constexpr int kMaxHeadDim = 256;
+
+int SplitLength(int64_t max_length) {
+  // Chunks of 512 keys or more (whole tiles), at most 64 chunks per row.
+  const int64_t tiles = (max_length + kAttnThreads - 1) / kAttnThreads;
+  const int64_t per_split = std::max<int64_t>(4, (tiles + 63) / 64);
+  return static_cast<int>(per_split * kAttnThreads);
+}
+
+// grid (B, KV, splits). Partial results: acc [B, H, S, D], ml [B, H, S, 2] (max, sum). With a
+// single split (`out` not null) the block writes the normalized output [B, H * D] directly.
+template <typename T>
+__global__ void __launch_bounds__(kAttnThreads)
+    AttentionPartialKernel(const T* __restrict__ q, const T* __restrict__ k_cache,
+                           const T* __restrict__ v_cache, const int64_t* __restrict__ positions,
+                           const int64_t* __restrict__ slots, float* __restrict__ part_acc,
+                           float* __restrict__ part_ml, T* __restrict__ out, int H, int KV, int D,
+                           int64_t max_length, int split_len, float scale) {
+  const int b = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, S = gridDim.z;
+  const int G = H / KV;
+  const int64_t slot = slots[b];
+  if (slot < 0) {
+    if (out != nullptr) {
+      for (int idx = threadIdx.x; idx < G * D; idx += kAttnThreads) {
+        out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(0.f);
+      }
+    }
+    return;
+  }
+  const int64_t L = positions[b] + 1;
+  const int64_t begin = static_cast<int64_t>(split) * split_len;
+  const int64_t end = min(L, begin + split_len);
+  const int tid = threadIdx.x;
+  __shared__ float qs[kMaxGroup * kMaxHeadDim];
+  __shared__ float acc[kMaxGroup * kMaxHeadDim];
+  __shared__ float sc[kMaxGroup][kAttnThreads];
+  __shared__ float m[kMaxGroup], l[kMaxGroup], alpha[kMaxGroup];
+  for (int idx = tid; idx < G * D; idx += kAttnThreads) {
+    qs[idx] = ToFloat<T>(q[(static_cast<int64_t>(b) * H + kvh * G) * D + idx]) * scale;
+    acc[idx] = 0.f;
+  }
+  if (tid < G) {
+    m[tid] = -FLT_MAX;
+    l[tid] = 0.f;
+  }
+  __syncthreads();
+  const int64_t stride = static_cast<int64_t>(KV) * D;  // between positions
+  const T* kbase = k_cache + (slot * max_length) * stride + kvh * D;
+  const T* vbase = v_cache + (slot * max_length) * stride + kvh * D;
+  const int warp = tid / 32, lane = tid % 32, num_warps = kAttnThreads / 32;
+  for (int64_t k0 = begin; k0 < end; k0 += kAttnThreads) {
+    const int n = static_cast<int>(min(static_cast<int64_t>(kAttnThreads), end - k0));
+    if (tid < n) {
+      float dots[kMaxGroup];
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) dots[g] = 0.f;
+      const T* krow = kbase + (k0 + tid) * stride;
+      for (int d = 0; d < D; ++d) {
+        const float kv = ToFloat<T>(krow[d]);
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g < G) dots[g] += qs[g * D + d] * kv;
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g < G) sc[g][tid] = dots[g];
+      }
+    }
+    __syncthreads();
+    for (int g = warp; g < G; g += num_warps) {
+      float mx = -FLT_MAX;
+      for (int j = lane; j < n; j += 32) mx = fmaxf(mx, sc[g][j]);
+      mx = WarpMax(mx);
+      const float m_new = fmaxf(m[g], mx);
+      float sum = 0.f;
+      for (int j = lane; j < n; j += 32) {
+        const float p = __expf(sc[g][j] - m_new);
+        sc[g][j] = p;
+        sum += p;
+      }
+      sum = WarpSum(sum);
+      if (lane == 0) {
+        const float a = __expf(m[g] - m_new);
+        alpha[g] = a;
+        l[g] = l[g] * a + sum;
+        m[g] = m_new;
+      }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < G * D; idx += kAttnThreads) {
+      const int g = idx / D, d = idx % D;
+      float a = acc[idx] * alpha[g];
+      const T* v = vbase + k0 * stride + d;
+      for (int j = 0; j < n; ++j) a += sc[g][j] * ToFloat<T>(v[j * stride]);
+      acc[idx] = a;
+    }
+    __syncthreads();
+  }
+  if (out != nullptr) {
+    for (int idx = tid; idx < G * D; idx += kAttnThreads) {
+      const int g = idx / D;
+      out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(acc[idx] / l[g]);
+    }
+    return;
+  }
+  for (int idx = tid; idx < G * D; idx += kAttnThreads) {
+    const int g = idx / D, d = idx % D;
+    const int h = kvh * G + g;
+    part_acc[((static_cast<int64_t>(b) * H + h) * S + split) * D + d] = acc[idx];
+  }
+  if (tid < G) {
+    const int h = kvh * G + tid;
+    float* ml = part_ml + ((static_cast<int64_t>(b) * H + h) * S + split) * 2;
+    ml[0] = begin < L ? m[tid] : -FLT_MAX;
+    ml[1] = begin < L ? l[tid] : 0.f;
+  }
+}
+
+// grid (B * H), block D threads.
+template <typename T>
+__global__ void AttentionCombineKernel(const float* __restrict__ part_acc,
+                                       const float* __restrict__ part_ml,
+                                       const int64_t* __restrict__ slots, T* __restrict__ out,
+                                       int H, int D, int S) {
+  const int bh = blockIdx.x, d = threadIdx.x;
+  const int b = bh / H;
+  if (d >= D) return;
+  if (slots[b] < 0) {
+    out[static_cast<int64_t>(bh) * D + d] = FromFloat<T>(0.f);
+    return;
+  }
+  const float* ml = part_ml + static_cast<int64_t>(bh) * S * 2;
+  float M = -FLT_MAX;
+  for (int s = 0; s < S; ++s) M = fmaxf(M, ml[2 * s]);
+  float num = 0.f, den = 0.f;
+  for (int s = 0; s < S; ++s) {
+    if (ml[2 * s + 1] <= 0.f) continue;
+    const float w = __expf(ml[2 * s] - M);
+    den += w * ml[2 * s + 1];
+    num += w * part_acc[(static_cast<int64_t>(bh) * S + s) * D + d];
+  }
+  out[static_cast<int64_t>(bh) * D + d] = FromFloat<T>(den > 0.f ? num / den : 0.f);
+}
+
+// ---- SiLU * mul ----
+template <typename T>
+__global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out, int64_t rows,
+                              int64_t I) {
+  const int64_t n = rows * I;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / I, i = idx % I;
+    const float g = ToFloat<T>(gate_up[r * 2 * I + i]);
+    const float u = ToFloat<T>(gate_up[r * 2 * I + I + i]);
+    const float s = Round<T>(g / (1.f + expf(-g)));
+    out[idx] = FromFloat<T>(s * u);
+  }
+}
+
+template <template <typename> class Launch, typename... Args>
+cudaError_t Dispatch(int dtype, Args... args) {
+  switch (dtype) {
+    case kTltFloat32:
+      Launch<float>::Run(args...);
+      break;
+    case kTltBFloat16:
+      Launch<__nv_bfloat16>::Run(args...);
+      break;
+    case kTltFloat16:
+      Launch<__half>::Run(args...);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+template <typename T>
+struct RmsNormLaunch {
+  static void Run(const void* x, const void* w, void* y, int64_t rows, int64_t dim, float eps,
+                  cudaStream_t stream) {
+    const int threads = dim >= 1024 ? 1024 : (dim >= 256 ? 256 : 128);
+    RmsNormKernel<T><<<static_cast<unsigned>(rows), threads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<T*>(y),
+        static_cast<int>(dim), eps);
+  }
+};
+
+template <typename T>
+struct RotaryLaunch {
+  static void Run(const void* qkv, const void* cos, const void* sin, const int64_t* positions,
+                  const int64_t* slots, void* q_out, void* k_cache, void* v_cache, int64_t B,
+                  int64_t H, int64_t KV, int64_t D, int64_t max_length, cudaStream_t stream) {
+    RotaryCacheWriteKernel<T><<<static_cast<unsigned>(B), 256, 0, stream>>>(
+        static_cast<const T*>(qkv), static_cast<const T*>(cos), static_cast<const T*>(sin),
+        positions, slots, static_cast<T*>(q_out), static_cast<T*>(k_cache),
+        static_cast<T*>(v_cache), static_cast<int>(H), static_cast<int>(KV), static_cast<int>(D),
+        max_length);
+  }
+};
+
+template <typename T>
+struct AttentionLaunch {
+  static void Run(const void* q, const void* k_cache, const void* v_cache,
+                  const int64_t* positions, const int64_t* slots, void* out, float* workspace,
+                  int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
+                  cudaStream_t stream) {
+    const int split_len = SplitLength(max_length);
+    const int S = static_cast<int>((max_length + split_len - 1) / split_len);
+    float* part_acc = workspace;
+    float* part_ml = workspace + B * H * S * D;
+    dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV), static_cast<unsigned>(S));
+    AttentionPartialKernel<T><<<grid, kAttnThreads, 0, stream>>>(
+        static_cast<const T*>(q), static_cast<const T*>(k_cache), static_cast<const T*>(v_cache),
+        positions, slots, part_acc, part_ml, S == 1 ? static_cast<T*>(out) : nullptr,
+        static_cast<int>(H), static_cast<int>(KV), static_cast<int>(D), max_length, split_len,
+        1.f / sqrtf(static_cast<float>(D)));
+    if (S == 1) return;
+    AttentionCombineKernel<T><<<static_cast<unsigned>(B * H), static_cast<unsigned>(D), 0,
+                                stream>>>(part_acc, part_ml, slots, static_cast<T*>(out),
+                                          static_cast<int>(H), static_cast<int>(D), S);
+  }
+};
+
+template <typename T>
+struct SiluMulLaunch {
+  static void Run(const void* gate_up, void* out, int64_t rows, int64_t I, cudaStream_t stream) {
+    const int64_t n = rows * I;
+    const int threads = 256;
+    const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65535);
+    SiluMulKernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+        static_cast<const T*>(gate_up), static_cast<T*>(out), rows, I);
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t TltRmsNorm(int dtype, const void* x, const void* weight, void* y, int64_t rows,
+                       int64_t dim, float eps, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return Dispatch<RmsNormLaunch>(dtype, x, weight, y, rows, dim, eps, stream);
+}
+
+cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, const void* sin,
+                                const int64_t* positions, const int64_t* slots, void* q_out,
+                                void* k_cache, void* v_cache, int64_t batch, int64_t num_heads,
+                                int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
+                                cudaStream_t stream) {
+  if (batch == 0) return cudaSuccess;
+  if (head_dim % 2 != 0) return cudaErrorInvalidValue;
+  return Dispatch<RotaryLaunch>(dtype, qkv, cos, sin, positions, slots, q_out, k_cache, v_cache,
+                                batch, num_heads, num_kv_heads, head_dim, max_length, stream);
+}
+
+int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t head_dim,
+                                         int64_t max_length) {
+  const int split_len = SplitLength(max_length);
+  const int64_t S = (max_length + split_len - 1) / split_len;
+  return batch * num_heads * S * (head_dim + 2) * static_cast<int64_t>(sizeof(float));
+}
+
+cudaError_t TltDecodeAttention(int dtype, const void* q, const void* k_cache, const void* v_cache,
+                               const int64_t* positions, const int64_t* slots, void* out,
+                               float* workspace, int64_t batch, int64_t num_heads,
+                               int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
+                               cudaStream_t stream) {
+  if (batch == 0) return cudaSuccess;
+  if (head_dim > kMaxHeadDim || num_kv_heads <= 0 || num_heads % num_kv_heads != 0 ||
+      num_heads / num_kv_heads > kMaxGroup) {
+    return cudaErrorInvalidValue;
+  }
+  return Dispatch<AttentionLaunch>(dtype, q, k_cache, v_cache, positions, slots, out, workspace,
+                                   batch, num_heads, num_kv_heads, head_dim, max_length, stream);
+}
+
+cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,
+                       int64_t intermediate, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return Dispatch<SiluMulLaunch>(dtype, gate_up, out, rows, intermediate, stream);
+}
+
+}  // extern "C"

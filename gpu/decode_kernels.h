@@ -1,0 +1,56 @@
+// Fused CUDA kernels for one decode step of a Llama/Qwen2 decoder (one token per row).
+//
+// A C interface on raw device pointers and a cudaStream_t, without torch headers, so the .cu
+// file compiles with nvcc alone. Element type `dtype`: 0 float32, 1 bfloat16, 2 float16; every
+// activation, weight and cache pointer of one call has that type. Row b's cache slot is
+// slots[b] (negative: a padding row, which the kernels skip) and its position positions[b]
+// (the number of keys already cached); both are read from device memory, so one captured CUDA
+// graph serves every context length. Launch errors come back as cudaError_t.
+//
+// Numerics follow the eager LibTorch path (models/transformer.cc): RMSNorm and SiLU*mul round
+// to the element type where it rounds; rotary reads a precomputed cos/sin table and rounds
+// each product; attention keeps scores, softmax and the weighted sum in float32.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+extern "C" {
+
+enum TltDtype { kTltFloat32 = 0, kTltBFloat16 = 1, kTltFloat16 = 2 };
+
+// y[r] = weight * round(x[r] / sqrt(mean(x[r]^2) + eps)) for `rows` rows of `dim`.
+cudaError_t TltRmsNorm(int dtype, const void* x, const void* weight, void* y, int64_t rows,
+                       int64_t dim, float eps, cudaStream_t stream);
+
+// qkv [B, (H + 2 KV) D] (q heads, then k heads, then v heads). Rotates q and k by the cos/sin
+// table rows positions[b] ([max_positions, D], element type), writes rotated q to q_out
+// [B, H, D], and rotated k and v into the layer's cache at [slots[b], positions[b]]
+// (cache [num_slots, max_length, KV, D]).
+cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, const void* sin,
+                                const int64_t* positions, const int64_t* slots, void* q_out,
+                                void* k_cache, void* v_cache, int64_t batch, int64_t num_heads,
+                                int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
+                                cudaStream_t stream);
+
+// Bytes of float32 workspace TltDecodeAttention needs.
+int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t head_dim,
+                                         int64_t max_length);
+
+// out [B, H * D] = softmax(q k^T / sqrt(D)) v over keys 0 .. positions[b] of slot slots[b]
+// (GQA: query head h reads kv head h / (H / KV)). Flash-decoding: the keys are split into
+// chunks of >= 512 keys (at most 64 per row) whose partial results a second kernel combines;
+// with max_length <= 512 one kernel writes the output. head_dim <= 256, even; H / KV <= 16.
+// Padding rows get zeros.
+cudaError_t TltDecodeAttention(int dtype, const void* q, const void* k_cache, const void* v_cache,
+                               const int64_t* positions, const int64_t* slots, void* out,
+                               float* workspace, int64_t batch, int64_t num_heads,
+                               int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
+                               cudaStream_t stream);
+
+// gate_up [rows, 2 I] (gate, then up) -> out [rows, I] = round(silu(gate)) * up.
+cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,
+                       int64_t intermediate, cudaStream_t stream);
+
+}  // extern "C"

@@ -1,0 +1,396 @@
+// CudaDecoder (cuda_decoder.h): fused kernels + CUDA graphs. Compiled only with a CUDA LibTorch.
+#include "models/cuda_decoder.h"
+
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <torch/torch.h>
+
+#include <cstring>
+#include <map>
+
+#include "gpu/decode_kernels.h"
+
+// Checks a CUDA call; throws c10::Error naming the file and line (caught in Decode).
+#define TLT_CUDA_CHECK(expr)                                                              \
+  do {                                                                                    \
+    const cudaError_t tlt_err = (expr);                                                   \
+    TORCH_CHECK(tlt_err == cudaSuccess, __FILE__, ":", __LINE__, ": ", #expr, ": ",       \
+                cudaGetErrorString(tlt_err));                                             \
+  } while (0)
+
+namespace tlt::models {
+namespace {
+
+// Input rows of a bucket's static buffer (int64 [kInputRows, size]; float rows hold doubles).
+enum InputRow { kToken, kPosition, kSlot, kTopK, kTemperature, kTopP, kUniform, kInputRows };
+
+int KernelDtype(torch::Dtype dtype) {
+  if (dtype == torch::kBFloat16) return kTltBFloat16;
+  if (dtype == torch::kFloat16) return kTltFloat16;
+  return kTltFloat32;
+}
+
+// A concatenation of parameters along dim 0, refreshed in place when a part changes.
+struct Concat {
+  torch::Tensor dest;
+  std::vector<torch::Tensor> parts;
+  std::vector<int64_t> versions;
+  std::vector<const void*> pointers;
+
+  void Build(std::vector<torch::Tensor> p) {
+    parts = std::move(p);
+    dest = torch::cat(parts, 0).contiguous();
+    versions.clear();
+    pointers.clear();
+    for (const auto& t : parts) {
+      versions.push_back(t._version());
+      pointers.push_back(t.data_ptr());
+    }
+  }
+  // False when a part moved to new storage (the caller rebuilds).
+  bool Refresh() {
+    int64_t offset = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const int64_t n = parts[i].size(0);
+      if (parts[i].data_ptr() != pointers[i]) return false;
+      if (parts[i]._version() != versions[i]) {
+        dest.narrow(0, offset, n).copy_(parts[i]);
+        versions[i] = parts[i]._version();
+      }
+      offset += n;
+    }
+    return true;
+  }
+};
+
+struct Layer {
+  torch::Tensor in_norm, post_norm, o_w, o_b, down_w;
+  Concat qkv_w, qkv_b, gate_up_w;  // qkv_b.dest undefined without q/k/v bias
+};
+
+struct Bucket {
+  int64_t size = 0;
+  torch::Tensor input;   // int64 [kInputRows, size] on the device
+  torch::Tensor logits;  // float32 [size, V]
+  torch::Tensor hidden;  // [size, hidden]
+  torch::Tensor packed;  // float64 [2, size]: greedy tokens, zero log-probs
+  std::unique_ptr<at::cuda::CUDAGraph> graph;
+};
+
+class CudaDecoderImpl : public CudaDecoder {
+ public:
+  CudaDecoderImpl(Transformer model, KvCache* cache, const CudaDecoderOptions& options)
+      : model_(std::move(model)),
+        cache_(cache),
+        options_(options),
+        config_(model_->config()),
+        side_stream_(c10::cuda::getStreamFromPool()) {
+    const KvCacheOptions& c = cache_->options();
+    dtype_ = c.dtype;
+    device_ = c.device;
+    for (int64_t s = 1; s < c.max_slots; s *= 2) bucket_sizes_.push_back(s);
+    bucket_sizes_.push_back(c.max_slots);
+    const int64_t max_bucket = c.max_slots;
+    pinned_in_ = torch::empty({kInputRows * max_bucket},
+                              torch::TensorOptions().dtype(torch::kInt64).pinned_memory(true));
+    pinned_out_ = torch::empty({2 * max_bucket},
+                               torch::TensorOptions().dtype(torch::kFloat64).pinned_memory(true));
+    Build();
+  }
+
+  ~CudaDecoderImpl() override { Invalidate(); }
+
+  Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden) override {
+    try {
+      torch::NoGradGuard no_grad;
+      const int64_t B = static_cast<int64_t>(rows.size());
+      Bucket* bk = nullptr;
+      RETURN_NOT_OK(Run(rows, &bk));
+      bool all_greedy = true, filter = false;
+      for (const DecodeRow& r : rows) {
+        all_greedy = all_greedy && r.params.temperature <= 0;
+        filter = filter || (r.params.top_k > 0 && r.params.top_k < config_.vocab_size) ||
+                 r.params.top_p < 1.0;
+      }
+      torch::Tensor packed = bk->packed;
+      if (!all_greedy) {
+        torch::Tensor f = bk->input.narrow(0, kTemperature, 3).view(torch::kFloat64);
+        SamplingTensors t{f[0], bk->input[kTopK], f[1], f[2]};
+        SampledTensors s = SampleOnDevice(bk->logits, t, filter);
+        packed = torch::stack({s.tokens.to(torch::kFloat64), s.logprobs.to(torch::kFloat64)});
+      }
+      torch::Tensor out = pinned_out_.narrow(0, 0, 2 * bk->size).view({2, bk->size});
+      out.copy_(packed, /*non_blocking=*/true);
+      TLT_CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream().stream()));
+      const double* data = out.data_ptr<double>();
+      DecodeOutput result;
+      for (int64_t b = 0; b < B; ++b) {
+        result.tokens.push_back(static_cast<int64_t>(data[b]));
+        result.logprobs.push_back(static_cast<float>(data[bk->size + b]));
+      }
+      if (want_hidden) result.hidden = bk->hidden.narrow(0, 0, B).cpu();
+      return result;
+    } catch (const c10::Error& e) {
+      return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
+    }
+  }
+
+  Result<torch::Tensor> DecodeLogits(const std::vector<DecodeRow>& rows) override {
+    try {
+      torch::NoGradGuard no_grad;
+      Bucket* bk = nullptr;
+      RETURN_NOT_OK(Run(rows, &bk));
+      return bk->logits.narrow(0, 0, static_cast<int64_t>(rows.size())).clone();
+    } catch (const c10::Error& e) {
+      return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
+    }
+  }
+
+  void Invalidate() override {
+    buckets_.clear();
+    pool_ = at::cuda::graph_pool_handle();
+    cache_pointer_ = nullptr;
+  }
+
+  int64_t num_graphs() const override {
+    int64_t n = 0;
+    for (const auto& [size, bk] : buckets_) n += bk.graph ? 1 : 0;
+    return n;
+  }
+
+ private:
+  // Checks weights and cache, stages the inputs, runs (or replays) the step into *bucket.
+  Status Run(const std::vector<DecodeRow>& rows, Bucket** bucket) {
+    const int64_t B = static_cast<int64_t>(rows.size());
+    if (B < 1 || B > bucket_sizes_.back()) {
+      return InvalidArgument("cuda decoder: " + std::to_string(B) + " rows");
+    }
+    if (cache_->released()) return Unavailable("cuda decoder: KV cache is released");
+    CheckWeights();
+    if (cache_->keys(0).data_ptr() != cache_pointer_) {
+      Invalidate();
+      cache_pointer_ = cache_->keys(0).data_ptr();
+    }
+    int64_t size = bucket_sizes_.back();
+    for (int64_t s : bucket_sizes_) {
+      if (s >= B) {
+        size = s;
+        break;
+      }
+    }
+    Bucket& bk = buckets_[size];
+    if (!bk.input.defined()) {
+      bk.size = size;
+      bk.input = torch::zeros({kInputRows, size},
+                              torch::TensorOptions().dtype(torch::kInt64).device(device_));
+    }
+    int64_t* in = pinned_in_.data_ptr<int64_t>();
+    auto put_double = [](int64_t* dst, double v) { std::memcpy(dst, &v, sizeof(v)); };
+    for (int64_t b = 0; b < size; ++b) {
+      const bool real = b < B;
+      in[kToken * size + b] = real ? rows[b].token : 0;
+      in[kPosition * size + b] = real ? rows[b].position : 0;
+      in[kSlot * size + b] = real ? rows[b].slot : -1;
+      in[kTopK * size + b] = real ? rows[b].params.top_k : 0;
+      put_double(in + kTemperature * size + b, real ? rows[b].params.temperature : 0.0);
+      put_double(in + kTopP * size + b, real ? rows[b].params.top_p : 1.0);
+      put_double(in + kUniform * size + b, real ? rows[b].uniform : 0.0);
+    }
+    bk.input.copy_(pinned_in_.narrow(0, 0, kInputRows * size).view({kInputRows, size}),
+                   /*non_blocking=*/true);
+    if (options_.use_graphs) {
+      if (!bk.graph) Capture(bk);
+      bk.graph->replay();
+    } else {
+      Forward(bk);
+    }
+    *bucket = &bk;
+    return Status::OK();
+  }
+
+  // Warm-up and capture on the side stream (PyTorch refuses capture on the default stream).
+  void Capture(Bucket& bk) {
+    TLT_CUDA_CHECK(cudaDeviceSynchronize());
+    {
+      c10::cuda::CUDAStreamGuard guard(side_stream_);
+      Forward(bk);  // writes the same cache entries as the replay that follows
+      TLT_CUDA_CHECK(cudaStreamSynchronize(side_stream_.stream()));
+      bk.logits = bk.hidden = bk.packed = torch::Tensor();
+      auto graph = std::make_unique<at::cuda::CUDAGraph>();
+      graph->capture_begin(pool_);
+      Forward(bk);
+      graph->capture_end();
+      bk.graph = std::move(graph);
+    }
+    TLT_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  void RmsNorm(const torch::Tensor& x, const torch::Tensor& w, torch::Tensor& y,
+               cudaStream_t stream) {
+    TLT_CUDA_CHECK(TltRmsNorm(kernel_dtype_, x.data_ptr(), w.data_ptr(), y.data_ptr(), x.size(0),
+                              x.size(1), static_cast<float>(config_.rms_norm_eps), stream));
+  }
+
+  // The step for bk.size rows; outputs into bk.logits/hidden/packed.
+  void Forward(Bucket& bk) {
+    const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
+    const int64_t D = config_.head_dim, I = config_.intermediate_size;
+    const int64_t max_length = cache_->options().max_length;
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+    const int64_t* positions = bk.input[kPosition].data_ptr<int64_t>();
+    const int64_t* slots = bk.input[kSlot].data_ptr<int64_t>();
+    torch::Tensor h = embed_.index_select(0, bk.input[kToken]);
+    torch::Tensor x = torch::empty_like(h);
+    RmsNorm(h, layers_[0].in_norm, x, stream);
+    const int64_t ws_floats =
+        TltDecodeAttentionWorkspaceBytes(B, H, D, max_length) / static_cast<int64_t>(sizeof(float));
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const Layer& L = layers_[l];
+      torch::Tensor qkv = L.qkv_b.dest.defined() ? torch::addmm(L.qkv_b.dest, x, L.qkv_w.dest.t())
+                                                 : torch::mm(x, L.qkv_w.dest.t());
+      torch::Tensor q = torch::empty({B, H * D}, opts);
+      const int64_t li = static_cast<int64_t>(l);
+      void* kc = cache_->keys(li).data_ptr();
+      void* vc = cache_->values(li).data_ptr();
+      TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
+                                         sin_.data_ptr(), positions, slots, q.data_ptr(), kc, vc,
+                                         B, H, KV, D, max_length, stream));
+      torch::Tensor attn = torch::empty({B, H * D}, opts);
+      torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
+      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), kc, vc, positions, slots,
+                                        attn.data_ptr(), ws.data_ptr<float>(), B, H, KV, D,
+                                        max_length, stream));
+      h = torch::addmm(h, attn, L.o_w.t());
+      if (L.o_b.defined()) h.add_(L.o_b);
+      RmsNorm(h, L.post_norm, x, stream);
+      torch::Tensor gate_up = torch::mm(x, L.gate_up_w.dest.t());
+      torch::Tensor act = torch::empty({B, I}, opts);
+      TLT_CUDA_CHECK(TltSiluMul(kernel_dtype_, gate_up.data_ptr(), act.data_ptr(), B, I, stream));
+      h = torch::addmm(h, act, L.down_w.t());
+      const torch::Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].in_norm : final_norm_;
+      RmsNorm(h, next, x, stream);
+    }
+    bk.hidden = x;
+    bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
+    bk.packed = torch::stack({bk.logits.argmax(-1).to(torch::kFloat64),
+                              torch::zeros({B}, opts.dtype(torch::kFloat64))});
+  }
+
+  // Collects the parameters the kernels read and builds the concatenated weights.
+  void Build() {
+    torch::NoGradGuard no_grad;
+    kernel_dtype_ = KernelDtype(dtype_);
+    auto& body = model_->model;
+    embed_ = body->embed_tokens->weight;
+    final_norm_ = body->norm->weight;
+    head_ = model_->lm_head ? model_->lm_head->weight : embed_;
+    watched_ = {embed_, final_norm_, head_};
+    layers_.clear();
+    for (size_t i = 0; i < body->layers->size(); ++i) {
+      auto* layer = body->layers[i]->as<DecoderLayer>();
+      Layer L;
+      L.in_norm = layer->input_layernorm->weight;
+      L.post_norm = layer->post_attention_layernorm->weight;
+      auto& a = layer->self_attn;
+      L.qkv_w.Build({a->q_proj->weight, a->k_proj->weight, a->v_proj->weight});
+      if (a->q_proj->bias.defined()) {
+        L.qkv_b.Build({a->q_proj->bias, a->k_proj->bias, a->v_proj->bias});
+      }
+      L.o_w = a->o_proj->weight;
+      L.o_b = a->o_proj->bias;
+      L.gate_up_w.Build({layer->mlp->gate_proj->weight, layer->mlp->up_proj->weight});
+      L.down_w = layer->mlp->down_proj->weight;
+      for (const torch::Tensor& t : {L.in_norm, L.post_norm, L.o_w, L.down_w}) {
+        watched_.push_back(t);
+      }
+      if (L.o_b.defined()) watched_.push_back(L.o_b);
+      layers_.push_back(std::move(L));
+    }
+    watched_pointers_.clear();
+    for (const auto& t : watched_) watched_pointers_.push_back(t.data_ptr());
+    RotaryEmbedding rotary(config_.head_dim, config_.rope_theta);
+    torch::Tensor positions = torch::arange(
+        cache_->options().max_length, torch::TensorOptions().dtype(torch::kInt64).device(device_));
+    auto [cos, sin] = rotary.CosSin(positions, dtype_);
+    cos_ = cos.contiguous();
+    sin_ = sin.contiguous();
+  }
+
+  // Refreshes concatenated weights after in-place loads; rebuilds if a parameter moved.
+  void CheckWeights() {
+    bool moved = false;
+    for (size_t i = 0; i < watched_.size() && !moved; ++i) {
+      moved = watched_[i].data_ptr() != watched_pointers_[i];
+    }
+    torch::NoGradGuard no_grad;
+    for (Layer& L : layers_) {
+      if (moved) break;
+      moved = !L.qkv_w.Refresh() || (L.qkv_b.dest.defined() && !L.qkv_b.Refresh()) ||
+              !L.gate_up_w.Refresh();
+    }
+    if (moved) {
+      Invalidate();
+      Build();
+    }
+  }
+
+  Transformer model_;
+  KvCache* cache_;
+  CudaDecoderOptions options_;
+  ModelConfig config_;
+  torch::Dtype dtype_ = torch::kBFloat16;
+  torch::Device device_ = torch::kCUDA;
+  int kernel_dtype_ = kTltBFloat16;
+  c10::cuda::CUDAStream side_stream_;
+  decltype(at::cuda::graph_pool_handle()) pool_ = at::cuda::graph_pool_handle();
+  const void* cache_pointer_ = nullptr;
+
+  torch::Tensor embed_, final_norm_, head_, cos_, sin_;
+  std::vector<Layer> layers_;
+  std::vector<torch::Tensor> watched_;
+  std::vector<const void*> watched_pointers_;
+
+  std::vector<int64_t> bucket_sizes_;
+  std::map<int64_t, Bucket> buckets_;
+  torch::Tensor pinned_in_, pinned_out_;
+};
+
+}  // namespace
+
+std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer model, KvCache* cache,
+                                                 const CudaDecoderOptions& options,
+                                                 std::string* why) {
+  auto refuse = [&](const std::string& reason) -> std::unique_ptr<CudaDecoder> {
+    if (why != nullptr) *why = reason;
+    return nullptr;
+  };
+  const KvCacheOptions& c = cache->options();
+  const ModelConfig& config = model->config();
+  if (!c.device.is_cuda()) return refuse("not a CUDA device");
+  if (c.dtype != torch::kBFloat16 && c.dtype != torch::kFloat16 && c.dtype != torch::kFloat32) {
+    return refuse("unsupported dtype");
+  }
+  if (config.head_dim % 2 != 0 || config.head_dim > 256 || config.num_key_value_heads <= 0 ||
+      config.num_attention_heads % config.num_key_value_heads != 0 ||
+      config.num_attention_heads / config.num_key_value_heads > 16 ||
+      config.num_hidden_layers < 1) {
+    return refuse("unsupported attention shape");
+  }
+  for (const auto& p : model->parameters()) {
+    const bool same_device =
+        p.device().is_cuda() && (!c.device.has_index() || p.device().index() == c.device.index());
+    if (!same_device || p.scalar_type() != c.dtype) {
+      return refuse("parameters not on the cache's device/dtype");
+    }
+  }
+  try {
+    return std::make_unique<CudaDecoderImpl>(std::move(model), cache, options);
+  } catch (const c10::Error& e) {
+    return refuse(e.what_without_backtrace());
+  }
+}
+
+}  // namespace tlt::models
