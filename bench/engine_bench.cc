@@ -89,6 +89,13 @@ int main(int argc, char** argv) {
     for (auto& r : warm) r.max_new_tokens = 8;
     (void)(*engine)->Generate(warm);
     if (device.is_cuda()) torch::cuda::synchronize();
+    // Prefill alone (one new token each), to split the time into prefill and decode steps.
+    for (auto& r : warm) r.max_new_tokens = 1;
+    auto prefill_start = std::chrono::steady_clock::now();
+    (void)(*engine)->Generate(warm);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const double prefill_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - prefill_start).count();
     auto start = std::chrono::steady_clock::now();
     auto results = (*engine)->Generate(requests);
     if (device.is_cuda()) torch::cuda::synchronize();
@@ -98,9 +105,13 @@ int main(int argc, char** argv) {
     for (const auto& r : *results) generated += int64_t(r.tokens.size());
     result["engine_tokens_per_s_bs" + part] = generated / seconds;
     result["engine_seconds_bs" + part] = seconds;
+    result["prefill_seconds_bs" + part] = prefill_seconds;
+    result["decode_ms_per_step_bs" + part] = 1e3 * (seconds - prefill_seconds) / (new_tokens - 1);
     result["fused_decode"] = (*engine)->fused_decode_active();
     result["cuda_graphs_bs" + part] = (*engine)->num_cuda_graphs();
-    std::cerr << "batch " << bs << ": " << generated / seconds << " tokens/s\n";
+    std::cerr << "batch " << bs << ": " << generated / seconds << " tokens/s, prefill "
+              << prefill_seconds * 1e3 << " ms, decode step "
+              << 1e3 * (seconds - prefill_seconds) / (new_tokens - 1) << " ms\n";
   }
   std::cout << result.dump() << std::endl;
   return 0;

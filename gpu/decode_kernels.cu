@@ -116,29 +116,45 @@ __global__ void RotaryCacheWriteKernel(const T* __restrict__ qkv, const T* __res
 constexpr int kAttnThreads = 128;  // one key per thread per tile
 constexpr int kMaxGroup = 16;
 constexpr int kMaxHeadDim = 256;
+constexpr int kGemvMaxRows = 8;
 
-int SplitLength(int64_t max_length) {
-  // Chunks of 512 keys or more (whole tiles), at most 64 chunks per row.
+int SplitLength(int64_t max_length, int64_t batch, int64_t num_kv_heads) {
+  // Whole tiles of 128 keys, at most 64 chunks per row. Small batches split finer (chunks of
+  // >= 256 keys) so that about two blocks per SM (264) run; large batches use >= 512 keys.
   const int64_t tiles = (max_length + kAttnThreads - 1) / kAttnThreads;
-  const int64_t per_split = std::max<int64_t>(4, (tiles + 63) / 64);
+  const int64_t rows = std::max<int64_t>(1, batch * num_kv_heads);
+  const int64_t target = (264 + rows - 1) / rows;
+  int64_t per_split;
+  if (target <= 1) {
+    per_split = std::max<int64_t>(4, (tiles + 63) / 64);
+  } else {
+    per_split = std::max<int64_t>(2, (tiles + std::min<int64_t>(64, target) - 1) /
+                                         std::min<int64_t>(64, target));
+  }
   return static_cast<int>(per_split * kAttnThreads);
 }
 
 // grid (B, KV, splits). Partial results: acc [B, H, S, D], ml [B, H, S, 2] (max, sum). With a
 // single split (`out` not null) the block writes the normalized output [B, H * D] directly.
+// Per tile of 128 keys: each thread scores one key against the G query heads of its kv head;
+// one warp per head updates the running max and sum; then thread (ks, p) accumulates element
+// pair p of the weighted values over keys ks, ks + KS, ... (KS = 128 / (D / 2) key lanes) in
+// registers, which are summed over the key lanes at the end.
 template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
-    AttentionPartialKernel(const T* __restrict__ q, const T* __restrict__ k_cache,
-                           const T* __restrict__ v_cache, const int64_t* __restrict__ positions,
+    AttentionPartialKernel(const T* __restrict__ q, const T* __restrict__ cos,
+                           const T* __restrict__ sin, T* k_cache, T* v_cache,
+                           const int64_t* __restrict__ positions,
                            const int64_t* __restrict__ slots, float* __restrict__ part_acc,
                            float* __restrict__ part_ml, T* __restrict__ out, int H, int KV, int D,
                            int64_t max_length, int split_len, float scale) {
   const int b = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, S = gridDim.z;
   const int G = H / KV;
   const int64_t slot = slots[b];
+  const int tid = threadIdx.x;
   if (slot < 0) {
     if (out != nullptr) {
-      for (int idx = threadIdx.x; idx < G * D; idx += kAttnThreads) {
+      for (int idx = tid; idx < G * D; idx += kAttnThreads) {
         out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(0.f);
       }
     }
@@ -147,24 +163,61 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int64_t L = positions[b] + 1;
   const int64_t begin = static_cast<int64_t>(split) * split_len;
   const int64_t end = min(L, begin + split_len);
-  const int tid = threadIdx.x;
   __shared__ float qs[kMaxGroup * kMaxHeadDim];
   __shared__ float acc[kMaxGroup * kMaxHeadDim];
   __shared__ float sc[kMaxGroup][kAttnThreads];
   __shared__ float m[kMaxGroup], l[kMaxGroup], alpha[kMaxGroup];
-  for (int idx = tid; idx < G * D; idx += kAttnThreads) {
-    qs[idx] = ToFloat<T>(q[(static_cast<int64_t>(b) * H + kvh * G) * D + idx]) * scale;
-    acc[idx] = 0.f;
+  const int64_t stride = static_cast<int64_t>(KV) * D;  // between positions
+  if (cos == nullptr) {
+    for (int idx = tid; idx < G * D; idx += kAttnThreads) {
+      qs[idx] = ToFloat<T>(q[(static_cast<int64_t>(b) * H + kvh * G) * D + idx]) * scale;
+    }
+  } else {
+    // q is the q/k/v projection: rotate this kv head's queries; the block whose chunk holds the
+    // new position also rotates and writes the new key and value (read back after the barrier).
+    const int half = D / 2;
+    const int64_t pos = L - 1;
+    const T* row = q + static_cast<int64_t>(b) * (H + 2 * KV) * D;
+    const T* c = cos + pos * D;
+    const T* sn = sin + pos * D;
+    const bool writes = pos >= begin && pos < begin + split_len;
+    const int heads = G + (writes ? 1 : 0);
+    for (int idx = tid; idx < heads * half; idx += kAttnThreads) {
+      const int g = idx / half, i = idx % half;
+      const int head = g < G ? kvh * G + g : H + kvh;
+      const float x1 = ToFloat<T>(row[head * D + i]), x2 = ToFloat<T>(row[head * D + i + half]);
+      const float o1 = Round<T>(Round<T>(x1 * ToFloat<T>(c[i])) + Round<T>(-x2 * ToFloat<T>(sn[i])));
+      const float o2 = Round<T>(Round<T>(x2 * ToFloat<T>(c[i + half])) +
+                                Round<T>(x1 * ToFloat<T>(sn[i + half])));
+      if (g < G) {
+        qs[g * D + i] = o1 * scale;
+        qs[g * D + i + half] = o2 * scale;
+      } else {
+        T* k = k_cache + (slot * max_length + pos) * stride + kvh * D;
+        k[i] = FromFloat<T>(o1);
+        k[i + half] = FromFloat<T>(o2);
+      }
+    }
+    if (writes) {
+      T* v = v_cache + (slot * max_length + pos) * stride + kvh * D;
+      for (int d = tid; d < D; d += kAttnThreads) v[d] = row[(H + KV + kvh) * D + d];
+    }
   }
   if (tid < G) {
     m[tid] = -FLT_MAX;
     l[tid] = 0.f;
   }
   __syncthreads();
-  const int64_t stride = static_cast<int64_t>(KV) * D;  // between positions
   const T* kbase = k_cache + (slot * max_length) * stride + kvh * D;
   const T* vbase = v_cache + (slot * max_length) * stride + kvh * D;
   const int warp = tid / 32, lane = tid % 32, num_warps = kAttnThreads / 32;
+  const int P = D / 2, KS = kAttnThreads / P;
+  const int pair = tid % P, ks = tid / P;
+  constexpr int kVec = 16 / sizeof(T);
+  const bool vector_k = D % kVec == 0;
+  float acc_r[kMaxGroup][2];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) acc_r[g][0] = acc_r[g][1] = 0.f;
   for (int64_t k0 = begin; k0 < end; k0 += kAttnThreads) {
     const int n = static_cast<int>(min(static_cast<int64_t>(kAttnThreads), end - k0));
     if (tid < n) {
@@ -172,11 +225,26 @@ __global__ void __launch_bounds__(kAttnThreads)
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) dots[g] = 0.f;
       const T* krow = kbase + (k0 + tid) * stride;
-      for (int d = 0; d < D; ++d) {
-        const float kv = ToFloat<T>(krow[d]);
+      if (vector_k) {
+        for (int d0 = 0; d0 < D; d0 += kVec) {
+          const uint4 raw = *reinterpret_cast<const uint4*>(krow + d0);
+          const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g) {
-          if (g < G) dots[g] += qs[g * D + d] * kv;
+          for (int i = 0; i < kVec; ++i) {
+            const float kv = ToFloat<T>(e[i]);
+#pragma unroll
+            for (int g = 0; g < kMaxGroup; ++g) {
+              if (g < G) dots[g] += qs[g * D + d0 + i] * kv;
+            }
+          }
+        }
+      } else {
+        for (int d = 0; d < D; ++d) {
+          const float kv = ToFloat<T>(krow[d]);
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g) {
+            if (g < G) dots[g] += qs[g * D + d] * kv;
+          }
         }
       }
 #pragma unroll
@@ -205,28 +273,53 @@ __global__ void __launch_bounds__(kAttnThreads)
       }
     }
     __syncthreads();
-    for (int idx = tid; idx < G * D; idx += kAttnThreads) {
-      const int g = idx / D, d = idx % D;
-      float a = acc[idx] * alpha[g];
-      const T* v = vbase + k0 * stride + d;
-      for (int j = 0; j < n; ++j) a += sc[g][j] * ToFloat<T>(v[j * stride]);
-      acc[idx] = a;
+    if (ks < KS) {
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g < G) {
+          acc_r[g][0] *= alpha[g];
+          acc_r[g][1] *= alpha[g];
+        }
+      }
+      const T* v = vbase + k0 * stride + 2 * pair;
+#pragma unroll 4
+      for (int j = ks; j < n; j += KS) {
+        const float v0 = ToFloat<T>(v[j * stride]), v1 = ToFloat<T>(v[j * stride + 1]);
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g) {
+          if (g < G) {
+            const float p = sc[g][j];
+            acc_r[g][0] += p * v0;
+            acc_r[g][1] += p * v1;
+          }
+        }
+      }
     }
     __syncthreads();
   }
-  if (out != nullptr) {
-    for (int idx = tid; idx < G * D; idx += kAttnThreads) {
-      const int g = idx / D;
-      out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(acc[idx] / l[g]);
+  // Sum the key lanes: acc[(ks * G + g) * D + d], KS * G * D <= 256 * G floats.
+  if (ks < KS) {
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g < G) {
+        acc[(ks * G + g) * D + 2 * pair] = acc_r[g][0];
+        acc[(ks * G + g) * D + 2 * pair + 1] = acc_r[g][1];
+      }
     }
-    return;
   }
+  __syncthreads();
   for (int idx = tid; idx < G * D; idx += kAttnThreads) {
     const int g = idx / D, d = idx % D;
-    const int h = kvh * G + g;
-    part_acc[((static_cast<int64_t>(b) * H + h) * S + split) * D + d] = acc[idx];
+    float a = 0.f;
+    for (int k = 0; k < KS; ++k) a += acc[(k * G + g) * D + d];
+    if (out != nullptr) {
+      out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(a / l[g]);
+    } else {
+      const int h = kvh * G + g;
+      part_acc[((static_cast<int64_t>(b) * H + h) * S + split) * D + d] = a;
+    }
   }
-  if (tid < G) {
+  if (out == nullptr && tid < G) {
     const int h = kvh * G + tid;
     float* ml = part_ml + ((static_cast<int64_t>(b) * H + h) * S + split) * 2;
     ml[0] = begin < L ? m[tid] : -FLT_MAX;
@@ -275,6 +368,118 @@ __global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out
   }
 }
 
+// ---- Small-batch GEMV with fused RMSNorm prologue and bias/residual or SiLU*mul epilogue ----
+constexpr int kGemvWarps = 4;
+
+// One warp per output column n. x (normalized when norm_w) staged in shared memory as float.
+template <typename T, bool kSilu>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    GemvKernel(const T* __restrict__ x, const T* __restrict__ norm_w, const T* __restrict__ w,
+               const T* __restrict__ bias, const T* __restrict__ residual, T* __restrict__ out,
+               int B, int N, int K, float eps) {
+  extern __shared__ float xs[];  // [B, K]
+  __shared__ float inv[kGemvMaxRows];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  for (int idx = tid; idx < B * K; idx += blockDim.x) xs[idx] = ToFloat<T>(x[idx]);
+  __syncthreads();
+  if (norm_w != nullptr) {
+    for (int r = warp; r < B; r += kGemvWarps) {
+      float s = 0.f;
+      for (int k = lane; k < K; k += 32) s += xs[r * K + k] * xs[r * K + k];
+      s = WarpSum(s);
+      if (lane == 0) inv[r] = rsqrtf(s / K + eps);
+    }
+    __syncthreads();
+    for (int idx = tid; idx < B * K; idx += blockDim.x) {
+      const int r = idx / K, k = idx % K;
+      xs[idx] = Round<T>(ToFloat<T>(norm_w[k]) * Round<T>(xs[idx] * inv[r]));
+    }
+    __syncthreads();
+  }
+  const int n = blockIdx.x * kGemvWarps + warp;
+  if (n >= N) return;
+  constexpr int kVec = 16 / sizeof(T);
+  const T* row = w + static_cast<int64_t>(n) * K;
+  const T* row2 = kSilu ? w + static_cast<int64_t>(N + n) * K : row;  // up rows follow gate rows
+  float acc[kGemvMaxRows], acc2[kGemvMaxRows];
+#pragma unroll
+  for (int r = 0; r < kGemvMaxRows; ++r) acc[r] = acc2[r] = 0.f;
+  for (int k0 = lane * kVec; k0 < K; k0 += 32 * kVec) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(row + k0);
+    const T* e = reinterpret_cast<const T*>(&raw);
+    float wv[kVec], wv2[kVec];
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) wv[i] = ToFloat<T>(e[i]);
+    if (kSilu) {
+      const uint4 raw2 = *reinterpret_cast<const uint4*>(row2 + k0);
+      const T* e2 = reinterpret_cast<const T*>(&raw2);
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) wv2[i] = ToFloat<T>(e2[i]);
+    }
+#pragma unroll
+    for (int r = 0; r < kGemvMaxRows; ++r) {
+      if (r < B) {
+        float xv[kVec];
+#pragma unroll
+        for (int i = 0; i < kVec; i += 4) {  // 16-byte shared loads (k0 is a multiple of 4)
+          const float4 t = *reinterpret_cast<const float4*>(xs + r * K + k0 + i);
+          xv[i] = t.x;
+          xv[i + 1] = t.y;
+          xv[i + 2] = t.z;
+          xv[i + 3] = t.w;
+        }
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          acc[r] += wv[i] * xv[i];
+          if (kSilu) acc2[r] += wv2[i] * xv[i];
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kGemvMaxRows; ++r) {
+    if (r < B) {
+      acc[r] = WarpSum(acc[r]);
+      if (kSilu) acc2[r] = WarpSum(acc2[r]);
+    }
+  }
+  if (lane != 0) return;
+#pragma unroll
+  for (int r = 0; r < kGemvMaxRows; ++r) {
+    if (r >= B) continue;
+    float y;
+    if (kSilu) {
+      const float g = Round<T>(acc[r]), u = Round<T>(acc2[r]);
+      y = Round<T>(g / (1.f + expf(-g))) * u;
+    } else {
+      y = acc[r] + (bias != nullptr ? ToFloat<T>(bias[n]) : 0.f);
+      if (residual != nullptr) y = Round<T>(y) + ToFloat<T>(residual[static_cast<int64_t>(r) * N + n]);
+    }
+    out[static_cast<int64_t>(r) * N + n] = FromFloat<T>(y);
+  }
+}
+
+template <typename T>
+struct GemvLaunch {
+  static void Run(const void* x, const void* norm_w, const void* w, const void* bias,
+                  const void* residual, void* out, int64_t B, int64_t N, int64_t K, float eps,
+                  int silu, cudaStream_t stream) {
+    const unsigned blocks = static_cast<unsigned>((N + kGemvWarps - 1) / kGemvWarps);
+    const size_t smem = static_cast<size_t>(B * K) * sizeof(float);
+    auto args = [&](auto kernel) {
+      kernel<<<blocks, kGemvWarps * 32, smem, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(norm_w), static_cast<const T*>(w),
+          static_cast<const T*>(bias), static_cast<const T*>(residual), static_cast<T*>(out),
+          static_cast<int>(B), static_cast<int>(N), static_cast<int>(K), eps);
+    };
+    if (silu) {
+      args(GemvKernel<T, true>);
+    } else {
+      args(GemvKernel<T, false>);
+    }
+  }
+};
+
 template <template <typename> class Launch, typename... Args>
 cudaError_t Dispatch(int dtype, Args... args) {
   switch (dtype) {
@@ -319,18 +524,18 @@ struct RotaryLaunch {
 
 template <typename T>
 struct AttentionLaunch {
-  static void Run(const void* q, const void* k_cache, const void* v_cache,
+  static void Run(const void* q, const void* cos, const void* sin, void* k_cache, void* v_cache,
                   const int64_t* positions, const int64_t* slots, void* out, float* workspace,
                   int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
                   cudaStream_t stream) {
-    const int split_len = SplitLength(max_length);
+    const int split_len = SplitLength(max_length, B, KV);
     const int S = static_cast<int>((max_length + split_len - 1) / split_len);
     float* part_acc = workspace;
     float* part_ml = workspace + B * H * S * D;
     dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV), static_cast<unsigned>(S));
     AttentionPartialKernel<T><<<grid, kAttnThreads, 0, stream>>>(
-        static_cast<const T*>(q), static_cast<const T*>(k_cache), static_cast<const T*>(v_cache),
-        positions, slots, part_acc, part_ml, S == 1 ? static_cast<T*>(out) : nullptr,
+        static_cast<const T*>(q), static_cast<const T*>(cos), static_cast<const T*>(sin),
+        static_cast<T*>(k_cache), static_cast<T*>(v_cache), positions, slots, part_acc, part_ml, S == 1 ? static_cast<T*>(out) : nullptr,
         static_cast<int>(H), static_cast<int>(KV), static_cast<int>(D), max_length, split_len,
         1.f / sqrtf(static_cast<float>(D)));
     if (S == 1) return;
@@ -372,15 +577,15 @@ cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, con
                                 batch, num_heads, num_kv_heads, head_dim, max_length, stream);
 }
 
-int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t head_dim,
-                                         int64_t max_length) {
-  const int split_len = SplitLength(max_length);
+int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t num_kv_heads,
+                                         int64_t head_dim, int64_t max_length) {
+  const int split_len = SplitLength(max_length, batch, num_kv_heads);
   const int64_t S = (max_length + split_len - 1) / split_len;
   return batch * num_heads * S * (head_dim + 2) * static_cast<int64_t>(sizeof(float));
 }
 
-cudaError_t TltDecodeAttention(int dtype, const void* q, const void* k_cache, const void* v_cache,
-                               const int64_t* positions, const int64_t* slots, void* out,
+cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const void* sin,
+                               void* k_cache, void* v_cache, const int64_t* positions, const int64_t* slots, void* out,
                                float* workspace, int64_t batch, int64_t num_heads,
                                int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
                                cudaStream_t stream) {
@@ -389,8 +594,22 @@ cudaError_t TltDecodeAttention(int dtype, const void* q, const void* k_cache, co
       num_heads / num_kv_heads > kMaxGroup) {
     return cudaErrorInvalidValue;
   }
-  return Dispatch<AttentionLaunch>(dtype, q, k_cache, v_cache, positions, slots, out, workspace,
+  return Dispatch<AttentionLaunch>(dtype, q, cos, sin, k_cache, v_cache, positions, slots, out,
+                                   workspace,
                                    batch, num_heads, num_kv_heads, head_dim, max_length, stream);
+}
+
+int TltGemvSupported(int dtype, int64_t rows, int64_t k) {
+  const int64_t vec = dtype == kTltFloat32 ? 4 : 8;
+  return rows >= 1 && rows <= kGemvMaxRows && k % vec == 0 && rows * k * 4 <= 48 * 1024;
+}
+
+cudaError_t TltGemv(int dtype, const void* x, const void* norm_weight, const void* weight,
+                    const void* bias, const void* residual, void* out, int64_t rows, int64_t n,
+                    int64_t k, float eps, int silu_mul, cudaStream_t stream) {
+  if (!TltGemvSupported(dtype, rows, k)) return cudaErrorInvalidValue;
+  return Dispatch<GemvLaunch>(dtype, x, norm_weight, weight, bias, residual, out, rows, n, k, eps,
+                              silu_mul, stream);
 }
 
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,

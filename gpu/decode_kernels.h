@@ -35,19 +35,34 @@ cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, con
                                 cudaStream_t stream);
 
 // Bytes of float32 workspace TltDecodeAttention needs.
-int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t head_dim,
-                                         int64_t max_length);
+int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t num_kv_heads,
+                                         int64_t head_dim, int64_t max_length);
 
 // out [B, H * D] = softmax(q k^T / sqrt(D)) v over keys 0 .. positions[b] of slot slots[b]
 // (GQA: query head h reads kv head h / (H / KV)). Flash-decoding: the keys are split into
-// chunks of >= 512 keys (at most 64 per row) whose partial results a second kernel combines;
-// with max_length <= 512 one kernel writes the output. head_dim <= 256, even; H / KV <= 16.
-// Padding rows get zeros.
-cudaError_t TltDecodeAttention(int dtype, const void* q, const void* k_cache, const void* v_cache,
-                               const int64_t* positions, const int64_t* slots, void* out,
-                               float* workspace, int64_t batch, int64_t num_heads,
-                               int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
-                               cudaStream_t stream);
+// chunks of whole 128-key tiles (at most 64 per row; small batches split finer, chunks of >= 256
+// keys; batches of >= 132 kv rows use >= 512 keys) whose partial results a second kernel
+// combines; with a single chunk one kernel writes the output. head_dim <= 256, even;
+// H / KV <= 16. Padding rows get zeros.
+// cos/sin null: q is [B, H, D], rotated, and the cache already holds the new key/value.
+// Otherwise q is the q/k/v projection [B, (H + 2 KV) D] and the kernel does what
+// TltRotaryCacheWrite does first (one kernel fewer per layer).
+cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const void* sin,
+                               void* k_cache, void* v_cache, const int64_t* positions,
+                               const int64_t* slots, void* out, float* workspace, int64_t batch,
+                               int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                               int64_t max_length, cudaStream_t stream);
+
+// Small-batch y = x W^T (W [n, k] row-major, as a Linear's weight) for 1 <= rows <= 8, one warp
+// per output column, in float32 with one rounding per eager op:
+//   norm_weight (may be null): x is first RMSNorm'ed with it (as TltRmsNorm);
+//   silu_mul = 0: y = round(x W^T + bias) + residual (bias, residual [rows, n] may be null);
+//   silu_mul = 1: W is [2 n, k] (gate rows, then up rows), y = round(silu(gate)) * up.
+// TltGemvSupported: rows <= 8, k a multiple of 16 bytes, rows * k floats within 48 KiB.
+int TltGemvSupported(int dtype, int64_t rows, int64_t k);
+cudaError_t TltGemv(int dtype, const void* x, const void* norm_weight, const void* weight,
+                    const void* bias, const void* residual, void* out, int64_t rows, int64_t n,
+                    int64_t k, float eps, int silu_mul, cudaStream_t stream);
 
 // gate_up [rows, 2 I] (gate, then up) -> out [rows, I] = round(silu(gate)) * up.
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,

@@ -142,7 +142,10 @@ class CudaDecoderImpl : public CudaDecoder {
       torch::NoGradGuard no_grad;
       Bucket* bk = nullptr;
       RETURN_NOT_OK(Run(rows, &bk));
-      return bk->logits.narrow(0, 0, static_cast<int64_t>(rows.size())).clone();
+      torch::Tensor logits = bk->logits.narrow(0, 0, static_cast<int64_t>(rows.size())).clone();
+      // The next call rewrites the pinned input buffer: the copy from it must have run.
+      TLT_CUDA_CHECK(cudaStreamSynchronize(c10::cuda::getCurrentCUDAStream().stream()));
+      return logits;
     } catch (const c10::Error& e) {
       return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
     }
@@ -240,29 +243,23 @@ class CudaDecoderImpl : public CudaDecoder {
     const int64_t max_length = cache_->options().max_length;
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    const int64_t* positions = bk.input[kPosition].data_ptr<int64_t>();
-    const int64_t* slots = bk.input[kSlot].data_ptr<int64_t>();
+    const int64_t ws_floats = TltDecodeAttentionWorkspaceBytes(B, H, KV, D, max_length) /
+                              static_cast<int64_t>(sizeof(float));
+    const float eps = static_cast<float>(config_.rms_norm_eps);
+    auto gemv_ok = [&](int64_t k) {
+      return options_.small_batch_gemv && TltGemvSupported(kernel_dtype_, B, k) != 0;
+    };
+    if (gemv_ok(config_.hidden_size)) {
+      return ForwardSmall(bk, gemv_ok(H * D), gemv_ok(I), ws_floats, eps);
+    }
     torch::Tensor h = embed_.index_select(0, bk.input[kToken]);
     torch::Tensor x = torch::empty_like(h);
     RmsNorm(h, layers_[0].in_norm, x, stream);
-    const int64_t ws_floats =
-        TltDecodeAttentionWorkspaceBytes(B, H, D, max_length) / static_cast<int64_t>(sizeof(float));
     for (size_t l = 0; l < layers_.size(); ++l) {
       const Layer& L = layers_[l];
       torch::Tensor qkv = L.qkv_b.dest.defined() ? torch::addmm(L.qkv_b.dest, x, L.qkv_w.dest.t())
                                                  : torch::mm(x, L.qkv_w.dest.t());
-      torch::Tensor q = torch::empty({B, H * D}, opts);
-      const int64_t li = static_cast<int64_t>(l);
-      void* kc = cache_->keys(li).data_ptr();
-      void* vc = cache_->values(li).data_ptr();
-      TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                         sin_.data_ptr(), positions, slots, q.data_ptr(), kc, vc,
-                                         B, H, KV, D, max_length, stream));
-      torch::Tensor attn = torch::empty({B, H * D}, opts);
-      torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
-      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), kc, vc, positions, slots,
-                                        attn.data_ptr(), ws.data_ptr<float>(), B, H, KV, D,
-                                        max_length, stream));
+      torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
       h = torch::addmm(h, attn, L.o_w.t());
       if (L.o_b.defined()) h.add_(L.o_b);
       RmsNorm(h, L.post_norm, x, stream);
@@ -273,6 +270,87 @@ class CudaDecoderImpl : public CudaDecoder {
       const torch::Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].in_norm : final_norm_;
       RmsNorm(h, next, x, stream);
     }
+    bk.hidden = x;
+    bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
+    bk.packed = torch::stack({bk.logits.argmax(-1).to(torch::kFloat64),
+                              torch::zeros({B}, opts.dtype(torch::kFloat64))});
+  }
+
+  // Rotary, cache write and attention for one layer; qkv [B, (H + 2 KV) D] -> [B, H D].
+  torch::Tensor Attention(Bucket& bk, const torch::Tensor& qkv, int64_t layer, int64_t ws_floats,
+                          cudaStream_t stream) {
+    const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
+    const int64_t D = config_.head_dim, max_length = cache_->options().max_length;
+    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+    const int64_t* positions = bk.input[kPosition].data_ptr<int64_t>();
+    const int64_t* slots = bk.input[kSlot].data_ptr<int64_t>();
+    void* kc = cache_->keys(layer).data_ptr();
+    void* vc = cache_->values(layer).data_ptr();
+    torch::Tensor attn = torch::empty({B, H * D}, opts);
+    torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
+    if (options_.fuse_rotary) {
+      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
+                                        sin_.data_ptr(), kc, vc, positions, slots,
+                                        attn.data_ptr(), ws.data_ptr<float>(), B, H, KV, D,
+                                        max_length, stream));
+    } else {
+      torch::Tensor q = torch::empty({B, H * D}, opts);
+      TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
+                                         sin_.data_ptr(), positions, slots, q.data_ptr(), kc, vc,
+                                         B, H, KV, D, max_length, stream));
+      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
+                                        positions, slots, attn.data_ptr(), ws.data_ptr<float>(),
+                                        B, H, KV, D, max_length, stream));
+    }
+    return attn;
+  }
+
+  // Small batches: the RMSNorms run inside the q/k/v and gate/up GEMVs, the residual adds and
+  // SiLU*mul in their epilogues.
+  void ForwardSmall(Bucket& bk, bool gemv_o, bool gemv_down, int64_t ws_floats, float eps) {
+    const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
+    const int64_t D = config_.head_dim, I = config_.intermediate_size;
+    const int64_t hidden = config_.hidden_size;
+    const int64_t qkv_n = (H + 2 * KV) * D;
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+    auto ptr = [](const torch::Tensor& t) -> const void* {
+      return t.defined() ? t.data_ptr() : nullptr;
+    };
+    torch::Tensor h = embed_.index_select(0, bk.input[kToken]);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const Layer& L = layers_[l];
+      torch::Tensor qkv = torch::empty({B, qkv_n}, opts);
+      TLT_CUDA_CHECK(TltGemv(kernel_dtype_, h.data_ptr(), L.in_norm.data_ptr(),
+                             L.qkv_w.dest.data_ptr(), ptr(L.qkv_b.dest), nullptr, qkv.data_ptr(), B,
+                             qkv_n, hidden, eps, 0, stream));
+      torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
+      if (gemv_o) {
+        torch::Tensor next = torch::empty_like(h);
+        TLT_CUDA_CHECK(TltGemv(kernel_dtype_, attn.data_ptr(), nullptr, L.o_w.data_ptr(),
+                               ptr(L.o_b), h.data_ptr(), next.data_ptr(), B, hidden, H * D, eps,
+                               0, stream));
+        h = next;
+      } else {
+        h = torch::addmm(h, attn, L.o_w.t());
+        if (L.o_b.defined()) h.add_(L.o_b);
+      }
+      torch::Tensor act = torch::empty({B, I}, opts);
+      TLT_CUDA_CHECK(TltGemv(kernel_dtype_, h.data_ptr(), L.post_norm.data_ptr(),
+                             L.gate_up_w.dest.data_ptr(), nullptr, nullptr, act.data_ptr(), B, I,
+                             hidden, eps, 1, stream));
+      if (gemv_down) {
+        torch::Tensor next = torch::empty_like(h);
+        TLT_CUDA_CHECK(TltGemv(kernel_dtype_, act.data_ptr(), nullptr, L.down_w.data_ptr(),
+                               nullptr, h.data_ptr(), next.data_ptr(), B, hidden, I, eps, 0,
+                               stream));
+        h = next;
+      } else {
+        h = torch::addmm(h, act, L.down_w.t());
+      }
+    }
+    torch::Tensor x = torch::empty_like(h);
+    RmsNorm(h, final_norm_, x, stream);
     bk.hidden = x;
     bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
     bk.packed = torch::stack({bk.logits.argmax(-1).to(torch::kFloat64),

@@ -1,10 +1,11 @@
 // CudaDecoder: the fast decode step of the Engine on CUDA (one new token per running request).
 //
-// Per layer the step runs ten kernels: RMSNorm, one q/k/v GEMM (weights concatenated at
-// creation, bias fused), rotary + KV-cache write, flash-decoding attention (partial and combine
-// kernels, reading each row's length from device memory), o_proj GEMM with the residual add
-// fused (addmm), RMSNorm, one gate/up GEMM, SiLU*mul, down_proj GEMM + residual (addmm); the
-// kernels live in gpu/decode_kernels.cu. Greedy rows are sampled on the device inside the step;
+// Per layer the step runs nine kernels or fewer: RMSNorm, one q/k/v GEMM (weights concatenated
+// at creation, bias fused), flash-decoding attention with rotary and the KV-cache write fused in
+// (a partial and, for long caches, a combine kernel, reading each row's length from device
+// memory), o_proj GEMM with the residual add fused (addmm), RMSNorm, one gate/up GEMM,
+// SiLU*mul, down_proj GEMM + residual (addmm); the kernels live in gpu/decode_kernels.cu. Batches of <= 8 rows replace each RMSNorm + GEMM pair
+// by one GEMV kernel (see CudaDecoderOptions::small_batch_gemv). Greedy rows are sampled on the device inside the step;
 // other rows by SampleOnDevice() right after it. One device-to-host copy brings back tokens and
 // log-probs.
 //
@@ -34,6 +35,12 @@ namespace tlt::models {
 
 struct CudaDecoderOptions {
   bool use_graphs = true;  // false: run the fused kernels eagerly every step
+  // Batches of <= 8 rows: the projections run as warp-per-column GEMVs with the RMSNorm fused
+  // in front and the bias/residual add or SiLU*mul fused behind (6 kernels per layer);
+  // false, or larger batches: cuBLAS GEMMs as described above.
+  bool small_batch_gemv = true;
+  // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
+  bool fuse_rotary = true;
 };
 
 // One running request in a decode step.

@@ -70,9 +70,13 @@ TEST_P(CudaDecoderLogitsTest, StepLogitsMatchEagerForward) {
   Transformer model = MakeModel(c, 5, p.dtype);
   // 5 slots: buckets 1, 2, 4, 5, so three rows run padded to four.
   KvCache cache(KvCacheOptions::ForModel(c, 5, 1100, p.dtype, torch::kCUDA));
-  auto graphs = CudaDecoder::Create(model, &cache, {true});
-  auto eager_kernels = CudaDecoder::Create(model, &cache, {false});
-  ASSERT_TRUE(graphs && eager_kernels);
+  // graphs / eager_kernels: everything fused (small-batch GEMVs, rotary in attention), with and
+  // without graph capture; gemm_*: cuBLAS GEMMs with rotary fused or not.
+  auto graphs = CudaDecoder::Create(model, &cache, {true, true, true});
+  auto eager_kernels = CudaDecoder::Create(model, &cache, {false, true, true});
+  auto gemm_fused_rotary = CudaDecoder::Create(model, &cache, {false, false, true});
+  auto gemm_rotary_kernel = CudaDecoder::Create(model, &cache, {false, false, false});
+  ASSERT_TRUE(graphs && eager_kernels && gemm_fused_rotary && gemm_rotary_kernel);
   torch::NoGradGuard no_grad;
   const std::vector<int64_t> lengths = {5, 520, 600}, slots = {4, 0, 2};
   const int64_t T = 600;
@@ -97,6 +101,11 @@ TEST_P(CudaDecoderLogitsTest, StepLogitsMatchEagerForward) {
       rows[b].token = next[b];
       rows[b].position = start[b];
       rows[b].slot = slots[b];
+    }
+    for (CudaDecoder* gemm : {gemm_rotary_kernel.get(), gemm_fused_rotary.get()}) {
+      auto got = gemm->DecodeLogits(rows);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_LT(RelDiff(*got, want), p.tolerance) << p.name << " gemm step " << step;
     }
     auto fused = eager_kernels->DecodeLogits(rows);
     ASSERT_TRUE(fused.ok()) << fused.status().ToString();
@@ -129,7 +138,7 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecoderLogitsTest,
                            return n;
                          });
 
-std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots = 3) {
+std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots = 10) {
   EngineOptions o;
   o.device = torch::kCUDA;
   o.dtype = torch::kFloat32;
@@ -141,12 +150,14 @@ std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots 
   return std::move(e).value();
 }
 
+// 14 requests of different lengths: with 10 slots the decode batches run through buckets of
+// 10 (cuBLAS GEMMs) down to 1 (small-batch GEMVs).
 std::vector<Request> MixedRequests() {
   std::vector<Request> out;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 14; ++i) {
     Request r;
     r.prompt = {static_cast<int64_t>(3 + i), 7, static_cast<int64_t>(11 * i % 50)};
-    r.max_new_tokens = 4 + 3 * i;
+    r.max_new_tokens = 4 + 3 * i % 40;
     r.seed = 100 + i;
     r.temperature = i % 3 == 0 ? 0.0 : 0.8;  // greedy, sampled, filtered
     r.top_k = i % 3 == 2 ? 10 : 0;
@@ -157,7 +168,7 @@ std::vector<Request> MixedRequests() {
   return out;
 }
 
-// Continuous batching (6 requests, 3 slots) with greedy and seeded sampled requests: the same
+// Continuous batching (14 requests, 10 slots) with greedy and seeded sampled requests: the same
 // tokens with and without the fused path (float32), log-probs within 1e-4.
 TEST(CudaDecoderEngineTest, SameTokensAsEagerEngine) {
   SKIP_WITHOUT_FUSED();
