@@ -1,11 +1,13 @@
 // CudaDecoder: the fast decode step of the Engine on CUDA (one new token per running request).
 //
-// Per layer the step runs nine kernels or fewer: RMSNorm, one q/k/v GEMM (weights concatenated
-// at creation, bias fused), flash-decoding attention with rotary and the KV-cache write fused in
-// (a partial and, for long caches, a combine kernel, reading each row's length from device
-// memory), o_proj GEMM with the residual add fused (addmm), RMSNorm, one gate/up GEMM,
-// SiLU*mul, down_proj GEMM + residual (addmm); the kernels live in gpu/decode_kernels.cu. Batches of <= 8 rows replace each RMSNorm + GEMM pair
-// by one GEMV kernel (see CudaDecoderOptions::small_batch_gemv). Greedy rows are sampled on the device inside the step;
+// Per layer the step runs eight kernels (nine for caches longer than one attention chunk):
+// RMSNorm, one q/k/v GEMM (weights concatenated at creation, bias fused), flash-decoding
+// attention with rotary and the KV-cache write fused in (a partial and, for long caches, a
+// combine kernel, reading each row's length from device memory), o_proj GEMM with the residual
+// add fused (addmm), RMSNorm, one gate/up GEMM, SiLU*mul, down_proj GEMM + residual (addmm);
+// the kernels live in gpu/decode_kernels.cu. Optionally, batches of <= 8 rows replace each
+// RMSNorm + GEMM pair by one GEMV kernel (CudaDecoderOptions::small_batch_gemv, off by default).
+// Greedy rows are sampled on the device inside the step;
 // other rows by SampleOnDevice() right after it. One device-to-host copy brings back tokens and
 // log-probs.
 //
@@ -36,9 +38,12 @@ namespace tlt::models {
 struct CudaDecoderOptions {
   bool use_graphs = true;  // false: run the fused kernels eagerly every step
   // Batches of <= 8 rows: the projections run as warp-per-column GEMVs with the RMSNorm fused
-  // in front and the bias/residual add or SiLU*mul fused behind (6 kernels per layer);
-  // false, or larger batches: cuBLAS GEMMs as described above.
-  bool small_batch_gemv = true;
+  // in front and the bias/residual add or SiLU*mul fused behind (5-6 kernels per layer).
+  // Off by default: correct (tested) but measured slower than cuBLAS on the H200 (485 vs 583
+  // tokens/s at batch 1, 2369 vs 4621 at batch 8; see docs/benchmarks.md): every block
+  // re-stages and re-normalizes x in shared memory and the 8-row inner loop is bound by shared
+  // memory loads.
+  bool small_batch_gemv = false;
   // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
   bool fuse_rotary = true;
 };
