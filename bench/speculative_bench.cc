@@ -6,7 +6,7 @@
 // 2. Records the target's greedy outputs on training prompts and trains a drafter on them
 //    (DrafterTrainer), reporting its loss and top-1 agreement.
 // 3. Measures decode throughput (bfloat16 on CUDA, greedy, held-out prompts, up to --new-tokens
-//    per request, stopping at <eos>) at each batch size for: models::Engine ("plain"), the
+//    per request, stopping at <eos>; prompts of 8 to 14 terms) at each batch size for: models::Engine ("plain"), the
 //    SpeculativeEngine with SD never on ("plain_eager": the same eager forwards the SD engine
 //    uses), each fixed strategy, and adaptive mode (BEG-MAB, SD on at batch <= 32 after 10
 //    steps); with the mean accepted length, draft and verify seconds.
@@ -53,10 +53,12 @@ std::vector<int64_t> Ints(const std::string& text) {
 }
 
 // Prompt and prompt+solution+<eos> token ids of synthetic example `index` of stream `seed`.
+// Benchmark prompts (min_terms 8) have worked solutions of about 70 tokens or more.
 std::pair<std::vector<int64_t>, std::vector<int64_t>> Encode(const tlt::rl::CharVocab& vocab,
-                                                             uint64_t seed, int64_t index) {
+                                                             uint64_t seed, int64_t index,
+                                                             int64_t min_terms = 3) {
   tlt::rl::SyntheticTaskOptions o;
-  o.min_terms = 3;
+  o.min_terms = min_terms;
   o.max_terms = 14;
   o.modulus = 100;
   tlt::rl::Example e = tlt::rl::SyntheticExample(o, seed, index);
@@ -227,7 +229,7 @@ int main(int argc, char** argv) {
     std::vector<m::Request> requests;
     for (int64_t i = 0; i < bs; ++i) {
       m::Request r;
-      r.prompt = Encode(vocab, 4, i).first;
+      r.prompt = Encode(vocab, 4, i, /*min_terms=*/8).first;
       r.max_new_tokens = a.new_tokens;
       r.temperature = 0;
       r.stop_token_ids = {1};

@@ -119,6 +119,93 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq, const Strategy& strategy,
   return tree;
 }
 
+std::vector<DraftTree> SpeculativeEngine::DraftBatch(const std::vector<Sequence*>& batch,
+                                                     const Strategy& strategy,
+                                                     const std::vector<torch::Tensor>& root_hidden) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  const int64_t V = target_->config().vocab_size, k = std::min(strategy.top_k, V);
+  std::vector<int64_t> base(B);
+  std::vector<std::map<int64_t, torch::Tensor>> predicted(B);  // candidate node -> hidden
+  std::vector<std::map<int64_t, int64_t>> written(B);          // candidate node -> cache position
+  std::vector<DraftTreeBuilder> builders;
+  {
+    torch::Tensor roots = torch::stack(root_hidden);  // [B, H]
+    auto top = torch::log_softmax(Drafter::Impl::Logits(target_, roots), -1).topk(k);
+    torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
+    for (int64_t b = 0; b < B; ++b) {
+      base[b] = drafter_cache_->length(batch[b]->drafter_slot);
+      predicted[b][0] = root_hidden[b];
+      builders.emplace_back(strategy, batch[b]->context.back(), values[b], ids[b]);
+    }
+  }
+  while (true) {
+    std::vector<int64_t> rows;
+    for (int64_t b = 0; b < B; ++b) {
+      if (!builders[b].done()) rows.push_back(b);
+    }
+    if (rows.empty()) break;
+    const int64_t R = static_cast<int64_t>(rows.size());
+    std::vector<int64_t> first(R), count(R), slots(R);
+    int64_t T = 1;
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t b = rows[r];
+      first[r] = base[b] + static_cast<int64_t>(written[b].size());
+      count[r] = static_cast<int64_t>(builders[b].frontier().size());
+      slots[r] = batch[b]->drafter_slot;
+      T = std::max(T, count[r]);
+    }
+    models::BatchLayout layout = models::BatchLayout::Make(first, count, T, slots, options_.device);
+    torch::Tensor mask = torch::zeros({R, 1, T, layout.context_length}, torch::kBool);
+    torch::Tensor tokens = torch::zeros({R, T}, torch::kInt64);
+    torch::Tensor rotary = torch::zeros({R, T}, torch::kInt64);
+    std::vector<torch::Tensor> hidden;
+    auto m = mask.accessor<bool, 4>();
+    auto tok = tokens.accessor<int64_t, 2>();
+    auto rot = rotary.accessor<int64_t, 2>();
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t b = rows[r];
+      const DraftTree& cand = builders[b].candidates();
+      const std::vector<int64_t>& nodes = builders[b].frontier();
+      for (int64_t j = 0; j < T; ++j) {
+        if (j >= count[r]) {  // padding: attends to position 0, writes nothing
+          m[r][0][j][0] = true;
+          hidden.push_back(predicted[b].at(0));
+          continue;
+        }
+        const int64_t node = nodes[j];
+        tok[r][j] = cand.tokens[node];
+        rot[r][j] = base[b] - 1 + cand.depths[node];
+        hidden.push_back(predicted[b].at(cand.parents[node]));
+        for (int64_t p = 0; p < base[b]; ++p) m[r][0][j][p] = true;
+        m[r][0][j][first[r] + j] = true;
+        for (int64_t a = cand.parents[node]; a > 0; a = cand.parents[a]) {
+          m[r][0][j][written[b].at(a)] = true;
+        }
+      }
+      for (int64_t j = 0; j < count[r]; ++j) written[b][nodes[j]] = first[r] + j;
+    }
+    layout.mask = mask.to(options_.device);
+    torch::Tensor out = drafter_->Forward(
+        target_, tokens.to(options_.device),
+        torch::stack(hidden).view({R, T, -1}), layout, drafter_cache_.get(),
+        rotary.to(options_.device));  // [R, T, H]
+    auto top = torch::log_softmax(Drafter::Impl::Logits(target_, out), -1).topk(k);
+    torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t b = rows[r];
+      const std::vector<int64_t> nodes = builders[b].frontier();
+      for (int64_t j = 0; j < count[r]; ++j) predicted[b][nodes[j]] = out[r][j];
+      builders[b].ExpandTopK(values[r].narrow(0, 0, count[r]), ids[r].narrow(0, 0, count[r]));
+    }
+  }
+  std::vector<DraftTree> trees;
+  for (int64_t b = 0; b < B; ++b) {
+    CHECK_OK(drafter_cache_->SetLength(batch[b]->drafter_slot, base[b]));  // drop drafted nodes
+    trees.push_back(builders[b].Finish());
+  }
+  return trees;
+}
+
 DraftTree SpeculativeEngine::SampleChain(Sequence* seq, const Strategy& strategy,
                                          const torch::Tensor& root_logprobs,
                                          const ExpandFn& expand) {
@@ -145,10 +232,13 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
   std::vector<torch::Tensor> root_hidden(batch.size());
   if (!options_.draft_oracle) root_hidden = CatchUpDrafter(batch, /*keep_last=*/false);
   std::vector<DraftTree> trees;
+  if (options_.draft_oracle || options_.sample_drafts) {
+    for (size_t b = 0; b < batch.size(); ++b) trees.push_back(Draft(batch[b], strategy, root_hidden[b]));
+  } else {
+    trees = DraftBatch(batch, strategy, root_hidden);
+  }
   std::vector<int64_t> starts, slots;
-  for (size_t b = 0; b < batch.size(); ++b) {
-    Sequence* seq = batch[b];
-    trees.push_back(Draft(seq, strategy, root_hidden[b]));
+  for (Sequence* seq : batch) {
     starts.push_back(target_cache_->length(seq->target_slot));
     slots.push_back(seq->target_slot);
   }

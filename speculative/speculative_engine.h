@@ -13,8 +13,8 @@
 // - SD off: a plain decode of the whole batch (one target forward of the newest tokens, then
 //   models::Sample with counter = tokens generated so far, stream 0): exactly models::Engine's
 //   decode. The target's hidden states of those tokens are kept as the drafter's pending pairs.
-// - SD on: each request drafts a tree (or chain) with the step's Strategy, all trees are
-//   verified in one target forward with tree attention (strategy.h), and each request keeps its
+// - SD on: each request drafts a tree (or chain) with the step's Strategy (the drafter's
+//   expansions of all requests at one depth share one drafter forward), all trees are verified in one target forward with tree attention (strategy.h), and each request keeps its
 //   accepted path plus one token sampled from the target (verify.h). Before drafting, the
 //   drafter is brought up to date with the pending pairs (x_{t+1}, h_t) of every token produced
 //   since it last ran, from the target hidden states kept above: switching SD on re-prefills the
@@ -153,7 +153,11 @@ class SpeculativeEngine {
   // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
   // predicted hidden state the root's children are drafted from; undefined if none was fed).
   std::vector<torch::Tensor> CatchUpDrafter(const std::vector<Sequence*>& batch, bool keep_last);
+  // One request's tree (oracle and sampled drafts: their expansions run per request).
   DraftTree Draft(Sequence* seq, const Strategy& strategy, const torch::Tensor& root_hidden);
+  // The drafter's top-k trees of all of `batch` (one drafter forward per depth for the batch).
+  std::vector<DraftTree> DraftBatch(const std::vector<Sequence*>& batch, const Strategy& strategy,
+                                    const std::vector<torch::Tensor>& root_hidden);
   DraftTree SampleChain(Sequence* seq, const Strategy& strategy,
                         const torch::Tensor& root_logprobs, const ExpandFn& expand);
   // Appends `tokens` (with log-probs) and marks the request finished when it is.

@@ -50,56 +50,98 @@ Result<Strategy> ParseStrategy(const std::string& text) {
   return s;
 }
 
-DraftTree BuildDraftTree(const Strategy& strategy, int64_t root_token,
-                         const torch::Tensor& root_logprobs, const ExpandFn& expand) {
-  DraftTree candidates = DraftTree::Root(root_token);
-  std::vector<double> score{0.0};
-  const int64_t max_depth = strategy.is_chain() ? strategy.max_draft_tokens() : strategy.steps;
-  auto add_children = [&](int64_t node, const torch::Tensor& logprobs, std::vector<int64_t>* out) {
-    const int64_t k = std::min<int64_t>(strategy.top_k, logprobs.size(-1));
-    auto top = logprobs.to(torch::kFloat64).cpu().topk(k);
-    torch::Tensor values = std::get<0>(top).contiguous(), ids = std::get<1>(top).contiguous();
-    for (int64_t j = 0; j < k; ++j) {
-      const double v = values.data_ptr<double>()[j];
-      if (!std::isfinite(v)) break;
-      out->push_back(candidates.Add(node, ids.data_ptr<int64_t>()[j]));
-      score.push_back(score[node] + v);
-    }
-  };
-  std::vector<int64_t> frontier;
-  add_children(0, root_logprobs.reshape({-1}), &frontier);
-  for (int64_t depth = 1; depth < max_depth && !frontier.empty(); ++depth) {
-    std::stable_sort(frontier.begin(), frontier.end(),
-                     [&](int64_t a, int64_t b) { return score[a] > score[b]; });
-    if (static_cast<int64_t>(frontier.size()) > strategy.top_k) frontier.resize(strategy.top_k);
-    std::sort(frontier.begin(), frontier.end());
-    torch::Tensor logprobs = expand(candidates, frontier);
-    std::vector<int64_t> next;
-    for (size_t j = 0; j < frontier.size(); ++j) {
-      add_children(frontier[j], logprobs[static_cast<int64_t>(j)], &next);
-    }
-    frontier = std::move(next);
+DraftTreeBuilder::DraftTreeBuilder(const Strategy& strategy, int64_t root_token,
+                                   const torch::Tensor& root_logprobs)
+    : DraftTreeBuilder(strategy, root_token,
+                       std::get<0>(root_logprobs.reshape({-1}).topk(std::min<int64_t>(
+                           strategy.top_k, root_logprobs.numel()))),
+                       std::get<1>(root_logprobs.reshape({-1}).topk(std::min<int64_t>(
+                           strategy.top_k, root_logprobs.numel())))) {}
+
+DraftTreeBuilder::DraftTreeBuilder(const Strategy& strategy, int64_t root_token,
+                                   const torch::Tensor& top_values, const torch::Tensor& top_ids)
+    : strategy_(strategy), candidates_(DraftTree::Root(root_token)) {
+  max_depth_ = strategy.is_chain() ? strategy.max_draft_tokens() : strategy.steps;
+  torch::Tensor v = top_values.reshape({-1}).to(torch::kFloat64).cpu().contiguous();
+  torch::Tensor i = top_ids.reshape({-1}).to(torch::kInt64).cpu().contiguous();
+  std::vector<int64_t> next;
+  AddChildren(0, v.data_ptr<double>(), i.data_ptr<int64_t>(),
+              std::min<int64_t>(strategy.top_k, v.numel()), &next);
+  depth_ = 1;
+  Prepare(std::move(next));
+}
+
+void DraftTreeBuilder::AddChildren(int64_t node, const double* values, const int64_t* ids,
+                                   int64_t k, std::vector<int64_t>* out) {
+  for (int64_t j = 0; j < k; ++j) {
+    if (!std::isfinite(values[j])) break;
+    out->push_back(candidates_.Add(node, ids[j]));
+    score_.push_back(score_[node] + values[j]);
   }
+}
+
+void DraftTreeBuilder::Prepare(std::vector<int64_t> next) {
+  frontier_ = std::move(next);
+  if (depth_ >= max_depth_ || frontier_.empty()) {
+    done_ = true;
+    frontier_.clear();
+    return;
+  }
+  std::stable_sort(frontier_.begin(), frontier_.end(),
+                   [&](int64_t a, int64_t b) { return score_[a] > score_[b]; });
+  if (static_cast<int64_t>(frontier_.size()) > strategy_.top_k) frontier_.resize(strategy_.top_k);
+  std::sort(frontier_.begin(), frontier_.end());
+}
+
+void DraftTreeBuilder::Expand(const torch::Tensor& logprobs) {
+  const int64_t k = std::min<int64_t>(strategy_.top_k, logprobs.size(-1));
+  auto top = logprobs.reshape({static_cast<int64_t>(frontier_.size()), -1}).to(torch::kFloat64).topk(k);
+  ExpandTopK(std::get<0>(top), std::get<1>(top));
+}
+
+void DraftTreeBuilder::ExpandTopK(const torch::Tensor& top_values, const torch::Tensor& top_ids) {
+  TORCH_CHECK(!done_ && top_values.size(0) == static_cast<int64_t>(frontier_.size()),
+              "DraftTreeBuilder: one top-k row per frontier node");
+  torch::Tensor v = top_values.to(torch::kFloat64).cpu().contiguous();
+  torch::Tensor i = top_ids.to(torch::kInt64).cpu().contiguous();
+  const int64_t cols = v.size(1), k = std::min<int64_t>(strategy_.top_k, cols);
+  std::vector<int64_t> next;
+  for (size_t j = 0; j < frontier_.size(); ++j) {
+    AddChildren(frontier_[j], v.data_ptr<double>() + j * cols, i.data_ptr<int64_t>() + j * cols, k,
+                &next);
+  }
+  ++depth_;
+  Prepare(std::move(next));
+}
+
+DraftTree DraftTreeBuilder::Finish() const {
   // Keep the best num_tokens candidates; ancestors rank before descendants.
-  std::vector<int64_t> order(candidates.size() - 1);
+  std::vector<int64_t> order(candidates_.size() - 1);
   std::iota(order.begin(), order.end(), 1);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    if (score[a] != score[b]) return score[a] > score[b];
-    return candidates.depths[a] < candidates.depths[b];
+    if (score_[a] != score_[b]) return score_[a] > score_[b];
+    return candidates_.depths[a] < candidates_.depths[b];
   });
-  if (static_cast<int64_t>(order.size()) > strategy.max_draft_tokens()) {
-    order.resize(strategy.max_draft_tokens());
+  if (static_cast<int64_t>(order.size()) > strategy_.max_draft_tokens()) {
+    order.resize(strategy_.max_draft_tokens());
   }
   std::sort(order.begin(), order.end());
-  std::vector<int64_t> new_index(candidates.size(), -1);
+  std::vector<int64_t> new_index(candidates_.size(), -1);
   new_index[0] = 0;
-  DraftTree tree = DraftTree::Root(root_token);
+  DraftTree tree = DraftTree::Root(candidates_.tokens[0]);
   for (int64_t node : order) {
-    const int64_t parent = new_index[candidates.parents[node]];
+    const int64_t parent = new_index[candidates_.parents[node]];
     TORCH_CHECK(parent >= 0, "BuildDraftTree: a kept node lost its parent");
-    new_index[node] = tree.Add(parent, candidates.tokens[node]);
+    new_index[node] = tree.Add(parent, candidates_.tokens[node]);
   }
   return tree;
+}
+
+DraftTree BuildDraftTree(const Strategy& strategy, int64_t root_token,
+                         const torch::Tensor& root_logprobs, const ExpandFn& expand) {
+  DraftTreeBuilder builder(strategy, root_token, root_logprobs.to(torch::kFloat64));
+  while (!builder.done()) builder.Expand(expand(builder.candidates(), builder.frontier()));
+  return builder.Finish();
 }
 
 torch::Tensor AncestorMask(const DraftTree& tree) {

@@ -59,6 +59,39 @@ using ExpandFn =
 DraftTree BuildDraftTree(const Strategy& strategy, int64_t root_token,
                          const torch::Tensor& root_logprobs, const ExpandFn& expand);
 
+// BuildDraftTree one depth at a time, so that the expansions of many requests can share one
+// drafter forward: construct, then while !done() give Expand() the draft log-probs of frontier()
+// (or ExpandTopK() their top-k), then Finish(). Top-k inputs are [n, k'] (k' >= min(top_k, V)
+// columns are not needed: the first min(top_k, V) are used), values descending, on any device.
+class DraftTreeBuilder {
+ public:
+  DraftTreeBuilder(const Strategy& strategy, int64_t root_token,
+                   const torch::Tensor& root_logprobs);
+  // Root from its top-k values/ids [k] (descending).
+  DraftTreeBuilder(const Strategy& strategy, int64_t root_token, const torch::Tensor& top_values,
+                   const torch::Tensor& top_ids);
+  bool done() const { return done_; }
+  const DraftTree& candidates() const { return candidates_; }
+  // Candidate nodes to expand next, in index order (valid while !done()).
+  const std::vector<int64_t>& frontier() const { return frontier_; }
+  void Expand(const torch::Tensor& logprobs);  // [frontier().size(), V]
+  void ExpandTopK(const torch::Tensor& top_values, const torch::Tensor& top_ids);  // [n, k]
+  // The best max_draft_tokens() candidates as a tree.
+  DraftTree Finish() const;
+
+ private:
+  void AddChildren(int64_t node, const double* values, const int64_t* ids, int64_t k,
+                   std::vector<int64_t>* out);
+  void Prepare(std::vector<int64_t> next);
+
+  Strategy strategy_;
+  DraftTree candidates_;
+  std::vector<double> score_{0.0};
+  std::vector<int64_t> frontier_;
+  int64_t depth_ = 0, max_depth_ = 0;
+  bool done_ = false;
+};
+
 // [n, n] bool: entry (i, j) true iff node j is node i or one of its ancestors.
 torch::Tensor AncestorMask(const DraftTree& tree);
 

@@ -196,7 +196,7 @@ TEST(AdaptiveEngineTest, SwapsDrafterWeightsCancelsAndReportsErrors) {
   for (const auto& [name, t] : other->NamedTensors()) tensors.tensors[name] = t.clone();
   ASSERT_TRUE(e.LoadDrafterWeights(tensors).ok());
   for (const auto& [name, t] : e.drafter()->NamedTensors()) {
-    EXPECT_TRUE(torch::equal(t.cpu(), tensors.tensors.at(name))) << name;
+    EXPECT_TRUE(torch::equal(t.cpu(), tensors.tensors.at(name).cpu())) << name;
   }
   models::CheckpointTensors broken = tensors;
   broken.tensors.erase("fc.weight");
