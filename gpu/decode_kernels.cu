@@ -13,28 +13,38 @@ namespace {
 template <typename T>
 __device__ __forceinline__ float ToFloat(T x);
 template <>
-__device__ __forceinline__ float ToFloat<float>(float x) { return x; }
+__device__ __forceinline__ float ToFloat<float>(float x) {
+  return x;
+}
 template <>
 __device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 x) {
   return __bfloat162float(x);
 }
 template <>
-__device__ __forceinline__ float ToFloat<__half>(__half x) { return __half2float(x); }
+__device__ __forceinline__ float ToFloat<__half>(__half x) {
+  return __half2float(x);
+}
 
 template <typename T>
 __device__ __forceinline__ T FromFloat(float x);
 template <>
-__device__ __forceinline__ float FromFloat<float>(float x) { return x; }
+__device__ __forceinline__ float FromFloat<float>(float x) {
+  return x;
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float x) {
   return __float2bfloat16(x);
 }
 template <>
-__device__ __forceinline__ __half FromFloat<__half>(float x) { return __float2half(x); }
+__device__ __forceinline__ __half FromFloat<__half>(float x) {
+  return __float2half(x);
+}
 
 // Rounds a float to T and back (the rounding an eager op in T applies).
 template <typename T>
-__device__ __forceinline__ float Round(float x) { return ToFloat<T>(FromFloat<T>(x)); }
+__device__ __forceinline__ float Round(float x) {
+  return ToFloat<T>(FromFloat<T>(x));
+}
 
 __device__ __forceinline__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -128,8 +138,8 @@ int SplitLength(int64_t max_length, int64_t batch, int64_t num_kv_heads) {
   if (target <= 1) {
     per_split = std::max<int64_t>(4, (tiles + 63) / 64);
   } else {
-    per_split = std::max<int64_t>(2, (tiles + std::min<int64_t>(64, target) - 1) /
-                                         std::min<int64_t>(64, target));
+    per_split = std::max<int64_t>(
+        2, (tiles + std::min<int64_t>(64, target) - 1) / std::min<int64_t>(64, target));
   }
   return static_cast<int>(per_split * kAttnThreads);
 }
@@ -144,10 +154,10 @@ template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
     AttentionPartialKernel(const T* __restrict__ q, const T* __restrict__ cos,
                            const T* __restrict__ sin, T* k_cache, T* v_cache,
-                           const int64_t* __restrict__ positions,
-                           const int64_t* __restrict__ slots, float* __restrict__ part_acc,
-                           float* __restrict__ part_ml, T* __restrict__ out, int H, int KV, int D,
-                           int64_t max_length, int split_len, float scale) {
+                           const int64_t* __restrict__ positions, const int64_t* __restrict__ slots,
+                           float* __restrict__ part_acc, float* __restrict__ part_ml,
+                           T* __restrict__ out, int H, int KV, int D, int64_t max_length,
+                           int split_len, float scale) {
   const int b = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, S = gridDim.z;
   const int G = H / KV;
   const int64_t slot = slots[b];
@@ -186,7 +196,8 @@ __global__ void __launch_bounds__(kAttnThreads)
       const int g = idx / half, i = idx % half;
       const int head = g < G ? kvh * G + g : H + kvh;
       const float x1 = ToFloat<T>(row[head * D + i]), x2 = ToFloat<T>(row[head * D + i + half]);
-      const float o1 = Round<T>(Round<T>(x1 * ToFloat<T>(c[i])) + Round<T>(-x2 * ToFloat<T>(sn[i])));
+      const float o1 =
+          Round<T>(Round<T>(x1 * ToFloat<T>(c[i])) + Round<T>(-x2 * ToFloat<T>(sn[i])));
       const float o2 = Round<T>(Round<T>(x2 * ToFloat<T>(c[i + half])) +
                                 Round<T>(x1 * ToFloat<T>(sn[i + half])));
       if (g < G) {
@@ -453,7 +464,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       y = Round<T>(g / (1.f + expf(-g))) * u;
     } else {
       y = acc[r] + (bias != nullptr ? ToFloat<T>(bias[n]) : 0.f);
-      if (residual != nullptr) y = Round<T>(y) + ToFloat<T>(residual[static_cast<int64_t>(r) * N + n]);
+      if (residual != nullptr)
+        y = Round<T>(y) + ToFloat<T>(residual[static_cast<int64_t>(r) * N + n]);
     }
     out[static_cast<int64_t>(r) * N + n] = FromFloat<T>(y);
   }
@@ -535,13 +547,14 @@ struct AttentionLaunch {
     dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV), static_cast<unsigned>(S));
     AttentionPartialKernel<T><<<grid, kAttnThreads, 0, stream>>>(
         static_cast<const T*>(q), static_cast<const T*>(cos), static_cast<const T*>(sin),
-        static_cast<T*>(k_cache), static_cast<T*>(v_cache), positions, slots, part_acc, part_ml, S == 1 ? static_cast<T*>(out) : nullptr,
-        static_cast<int>(H), static_cast<int>(KV), static_cast<int>(D), max_length, split_len,
-        1.f / sqrtf(static_cast<float>(D)));
+        static_cast<T*>(k_cache), static_cast<T*>(v_cache), positions, slots, part_acc, part_ml,
+        S == 1 ? static_cast<T*>(out) : nullptr, static_cast<int>(H), static_cast<int>(KV),
+        static_cast<int>(D), max_length, split_len, 1.f / sqrtf(static_cast<float>(D)));
     if (S == 1) return;
-    AttentionCombineKernel<T><<<static_cast<unsigned>(B * H), static_cast<unsigned>(D), 0,
-                                stream>>>(part_acc, part_ml, slots, static_cast<T*>(out),
-                                          static_cast<int>(H), static_cast<int>(D), S);
+    AttentionCombineKernel<T>
+        <<<static_cast<unsigned>(B * H), static_cast<unsigned>(D), 0, stream>>>(
+            part_acc, part_ml, slots, static_cast<T*>(out), static_cast<int>(H),
+            static_cast<int>(D), S);
   }
 };
 
@@ -585,18 +598,18 @@ int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64
 }
 
 cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const void* sin,
-                               void* k_cache, void* v_cache, const int64_t* positions, const int64_t* slots, void* out,
-                               float* workspace, int64_t batch, int64_t num_heads,
-                               int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
-                               cudaStream_t stream) {
+                               void* k_cache, void* v_cache, const int64_t* positions,
+                               const int64_t* slots, void* out, float* workspace, int64_t batch,
+                               int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
+                               int64_t max_length, cudaStream_t stream) {
   if (batch == 0) return cudaSuccess;
   if (head_dim > kMaxHeadDim || num_kv_heads <= 0 || num_heads % num_kv_heads != 0 ||
       num_heads / num_kv_heads > kMaxGroup) {
     return cudaErrorInvalidValue;
   }
   return Dispatch<AttentionLaunch>(dtype, q, cos, sin, k_cache, v_cache, positions, slots, out,
-                                   workspace,
-                                   batch, num_heads, num_kv_heads, head_dim, max_length, stream);
+                                   workspace, batch, num_heads, num_kv_heads, head_dim, max_length,
+                                   stream);
 }
 
 int TltGemvSupported(int dtype, int64_t rows, int64_t k) {

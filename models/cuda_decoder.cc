@@ -13,11 +13,11 @@
 #include "gpu/decode_kernels.h"
 
 // Checks a CUDA call; throws c10::Error naming the file and line (caught in Decode).
-#define TLT_CUDA_CHECK(expr)                                                              \
-  do {                                                                                    \
-    const cudaError_t tlt_err = (expr);                                                   \
-    TORCH_CHECK(tlt_err == cudaSuccess, __FILE__, ":", __LINE__, ": ", #expr, ": ",       \
-                cudaGetErrorString(tlt_err));                                             \
+#define TLT_CUDA_CHECK(expr)                                                        \
+  do {                                                                              \
+    const cudaError_t tlt_err = (expr);                                             \
+    TORCH_CHECK(tlt_err == cudaSuccess, __FILE__, ":", __LINE__, ": ", #expr, ": ", \
+                cudaGetErrorString(tlt_err));                                       \
   } while (0)
 
 namespace tlt::models {
@@ -272,8 +272,8 @@ class CudaDecoderImpl : public CudaDecoder {
     }
     bk.hidden = x;
     bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
-    bk.packed = torch::stack({bk.logits.argmax(-1).to(torch::kFloat64),
-                              torch::zeros({B}, opts.dtype(torch::kFloat64))});
+    bk.packed = torch::stack(
+        {bk.logits.argmax(-1).to(torch::kFloat64), torch::zeros({B}, opts.dtype(torch::kFloat64))});
   }
 
   // Rotary, cache write and attention for one layer; qkv [B, (H + 2 KV) D] -> [B, H D].
@@ -290,17 +290,16 @@ class CudaDecoderImpl : public CudaDecoder {
     torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
     if (options_.fuse_rotary) {
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                        sin_.data_ptr(), kc, vc, positions, slots,
-                                        attn.data_ptr(), ws.data_ptr<float>(), B, H, KV, D,
-                                        max_length, stream));
+                                        sin_.data_ptr(), kc, vc, positions, slots, attn.data_ptr(),
+                                        ws.data_ptr<float>(), B, H, KV, D, max_length, stream));
     } else {
       torch::Tensor q = torch::empty({B, H * D}, opts);
       TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                         sin_.data_ptr(), positions, slots, q.data_ptr(), kc, vc,
-                                         B, H, KV, D, max_length, stream));
+                                         sin_.data_ptr(), positions, slots, q.data_ptr(), kc, vc, B,
+                                         H, KV, D, max_length, stream));
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
-                                        positions, slots, attn.data_ptr(), ws.data_ptr<float>(),
-                                        B, H, KV, D, max_length, stream));
+                                        positions, slots, attn.data_ptr(), ws.data_ptr<float>(), B,
+                                        H, KV, D, max_length, stream));
     }
     return attn;
   }
@@ -328,8 +327,8 @@ class CudaDecoderImpl : public CudaDecoder {
       if (gemv_o) {
         torch::Tensor next = torch::empty_like(h);
         TLT_CUDA_CHECK(TltGemv(kernel_dtype_, attn.data_ptr(), nullptr, L.o_w.data_ptr(),
-                               ptr(L.o_b), h.data_ptr(), next.data_ptr(), B, hidden, H * D, eps,
-                               0, stream));
+                               ptr(L.o_b), h.data_ptr(), next.data_ptr(), B, hidden, H * D, eps, 0,
+                               stream));
         h = next;
       } else {
         h = torch::addmm(h, attn, L.o_w.t());
@@ -341,9 +340,8 @@ class CudaDecoderImpl : public CudaDecoder {
                              hidden, eps, 1, stream));
       if (gemv_down) {
         torch::Tensor next = torch::empty_like(h);
-        TLT_CUDA_CHECK(TltGemv(kernel_dtype_, act.data_ptr(), nullptr, L.down_w.data_ptr(),
-                               nullptr, h.data_ptr(), next.data_ptr(), B, hidden, I, eps, 0,
-                               stream));
+        TLT_CUDA_CHECK(TltGemv(kernel_dtype_, act.data_ptr(), nullptr, L.down_w.data_ptr(), nullptr,
+                               h.data_ptr(), next.data_ptr(), B, hidden, I, eps, 0, stream));
         h = next;
       } else {
         h = torch::addmm(h, act, L.down_w.t());
@@ -353,8 +351,8 @@ class CudaDecoderImpl : public CudaDecoder {
     RmsNorm(h, final_norm_, x, stream);
     bk.hidden = x;
     bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
-    bk.packed = torch::stack({bk.logits.argmax(-1).to(torch::kFloat64),
-                              torch::zeros({B}, opts.dtype(torch::kFloat64))});
+    bk.packed = torch::stack(
+        {bk.logits.argmax(-1).to(torch::kFloat64), torch::zeros({B}, opts.dtype(torch::kFloat64))});
   }
 
   // Collects the parameters the kernels read and builds the concatenated weights.

@@ -58,8 +58,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
       CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
       std::string why;
-      engine->decoder_ = CudaDecoder::Create(engine->model_, engine->cache_.get(),
-                                             decoder_options, &why);
+      engine->decoder_ =
+          CudaDecoder::Create(engine->model_, engine->cache_.get(), decoder_options, &why);
       if (!engine->decoder_) LOG(INFO) << "engine: eager decode (" << why << ")";
     }
   } catch (const c10::Error& e) {
@@ -149,8 +149,8 @@ Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefi
     sampled.logprobs = std::move(decoded.logprobs);
     hidden = decoded.hidden;
   } else {
-    RETURN_NOT_OK(ForwardAndSample(batch, prefill, start, count, slots, T, want_hidden, &sampled,
-                                   &hidden));
+    RETURN_NOT_OK(
+        ForwardAndSample(batch, prefill, start, count, slots, T, want_hidden, &sampled, &hidden));
   }
   for (int64_t b = 0; b < B; ++b) {
     std::unique_ptr<Sequence> seq = std::move(batch[b]);

@@ -127,8 +127,7 @@ TEST_P(CudaDecoderLogitsTest, StepLogitsMatchEagerForward) {
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecoderLogitsTest,
                          ::testing::Values(Case{"float32 llama", torch::kFloat32, 1e-4, false},
                                            Case{"float32 qwen-like", torch::kFloat32, 1e-4, true},
-                                           Case{"bfloat16 qwen-like", torch::kBFloat16, 5e-2,
-                                                true},
+                                           Case{"bfloat16 qwen-like", torch::kBFloat16, 5e-2, true},
                                            Case{"float16 llama", torch::kFloat16, 5e-2, false}),
                          [](const auto& info) {
                            std::string n = info.param.name;
