@@ -14,6 +14,7 @@
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 400]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
+//     [--fused-plain-decode 0|1]
 // Prints one JSON object on stdout; progress on stderr.
 #include <torch/torch.h>
 
@@ -38,6 +39,7 @@ struct Args {
   std::string device = "cuda", sizes = "1,2,4,8,16,32,64", strategies = "6_1_6,6_4_16";
   int64_t hidden = 1024, layers = 24, heads = 16, kv_heads = 4, intermediate = 2816;
   int64_t sft_steps = 300, sft_batch = 64, drafter_steps = 400, new_tokens = 96;
+  bool fused_plain_decode = false;  // SD engine's SD-off steps through CudaDecoder
 };
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -125,6 +127,7 @@ int main(int argc, char** argv) {
     else if (k == "--sft-batch") a.sft_batch = std::stoll(v);
     else if (k == "--drafter-steps") a.drafter_steps = std::stoll(v);
     else if (k == "--new-tokens") a.new_tokens = std::stoll(v);
+    else if (k == "--fused-plain-decode") a.fused_plain_decode = v == "1";
     else { std::cerr << "unknown flag " << k << "\n"; return 2; }
   }
   const torch::Device device(a.device);
@@ -262,6 +265,7 @@ int main(int argc, char** argv) {
         o.dtype = dtype;
         o.max_batch_size = bs;
         o.max_sequence_length = 80 + a.new_tokens;
+        o.fused_plain_decode = a.fused_plain_decode;
         if (name == "plain_eager") {
           o.sd_batch_threshold = 0;  // SD never on
         } else if (name == "adaptive") {

@@ -2,6 +2,7 @@
 // The speculative step (drafting, verification) is in speculative_decode.cc.
 #include "speculative/speculative_engine.h"
 
+#include <glog/logging.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -66,6 +67,14 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     e->drafter_cache_ = std::make_unique<models::KvCache>(drafter->CacheOptions(
         options.max_batch_size, length + 4 * max_tokens * max_top_k, options.dtype,
         options.device));
+    if (options.fused_plain_decode && options.device.is_cuda()) {
+      models::CudaDecoderOptions decoder_options;
+      decoder_options.use_graphs = options.cuda_graphs;
+      std::string why;
+      e->plain_decoder_ =
+          models::CudaDecoder::Create(target, e->target_cache_.get(), decoder_options, &why);
+      if (!e->plain_decoder_) LOG(INFO) << "speculative engine: eager SD-off steps (" << why << ")";
+    }
     return e;
   } catch (const c10::Error& err) {
     return Internal(std::string("SpeculativeEngine: ") + err.what_without_backtrace());
@@ -194,19 +203,38 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch) {
     seeds.push_back(seq->request.seed);
     counters.push_back(seq->result.tokens.size());  // models::Engine's counter
   }
-  models::BatchLayout layout = models::BatchLayout::Make(start, std::vector<int64_t>(B, 1), 1,
-                                                         slots, options_.device);
-  models::ForwardOutput out = target_->Forward(
-      torch::tensor(tokens, torch::kInt64).view({B, 1}).to(options_.device), layout,
-      target_cache_.get(), models::ForwardOptions().last_token_only(true).return_hidden(true));
-  models::SampledTokens sampled = models::Sample(out.logits, params, seeds, counters);
+  models::SampledTokens sampled;
+  torch::Tensor hidden;  // [B, H] on the device
+  if (plain_decoder_) {
+    std::vector<models::DecodeRow> rows(B);
+    for (int64_t b = 0; b < B; ++b) {
+      rows[b].token = tokens[b];
+      rows[b].position = start[b];
+      rows[b].slot = slots[b];
+      rows[b].params = params[b];
+      rows[b].uniform = models::CounterUniform(seeds[b], counters[b]);
+    }
+    ASSIGN_OR_RETURN(models::DecodeOutput decoded,
+                     plain_decoder_->Decode(rows, /*want_hidden=*/!options_.draft_oracle));
+    sampled.tokens = std::move(decoded.tokens);
+    sampled.logprobs = std::move(decoded.logprobs);
+    if (decoded.hidden.defined()) hidden = decoded.hidden.to(options_.device, options_.dtype);
+  } else {
+    models::BatchLayout layout = models::BatchLayout::Make(start, std::vector<int64_t>(B, 1), 1,
+                                                           slots, options_.device);
+    models::ForwardOutput out = target_->Forward(
+        torch::tensor(tokens, torch::kInt64).view({B, 1}).to(options_.device), layout,
+        target_cache_.get(), models::ForwardOptions().last_token_only(true).return_hidden(true));
+    sampled = models::Sample(out.logits, params, seeds, counters);
+    hidden = out.hidden;
+  }
   std::vector<Sequence*> overfull;
   for (int64_t b = 0; b < B; ++b) {
     Sequence* seq = batch[b];
     RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, start[b] + 1));
     if (!options_.draft_oracle) {
       seq->pending_tokens.push_back(sampled.tokens[b]);
-      seq->pending_hidden.push_back(out.hidden[b].unsqueeze(0));
+      seq->pending_hidden.push_back(hidden[b].unsqueeze(0));
     }
     Append(seq, {sampled.tokens[b]}, {sampled.logprobs[b]});
     if (!seq->finished &&

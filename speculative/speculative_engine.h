@@ -12,7 +12,7 @@
 // A decode step is one of two kinds, chosen by a SpeculationSwitch on the decode batch size:
 // - SD off: a plain decode of the whole batch (one target forward of the newest tokens, then
 //   models::Sample with counter = tokens generated so far, stream 0): exactly models::Engine's
-//   decode. The target's hidden states of those tokens are kept as the drafter's pending pairs.
+//   decode (with fused_plain_decode, through the same models::CudaDecoder kernels on CUDA). The target's hidden states of those tokens are kept as the drafter's pending pairs.
 // - SD on: each request drafts a tree (or chain) with the step's Strategy (the drafter's
 //   expansions of all requests at one depth share one drafter forward), all trees are verified in one target forward with tree attention (strategy.h), and each request keeps its
 //   accepted path plus one token sampled from the target (verify.h). Before drafting, the
@@ -52,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "models/cuda_decoder.h"
 #include "models/engine.h"
 #include "models/kv_cache.h"
 #include "models/transformer.h"
@@ -77,6 +78,11 @@ struct SpeculativeEngineOptions {
   bool adaptive = false;
   std::vector<Strategy> adaptive_strategies{{8, 4, 48}, {8, 4, 32}, {8, 4, 16}, {8, 4, 8}};
   StrategyBanditOptions bandit;
+  // CUDA: SD-off steps run through models::CudaDecoder (the plain engine's fused kernels, CUDA
+  // graphs when cuda_graphs) instead of Transformer::Forward; ignored where it is unsupported.
+  // Off by default until validated on the GPU (AdaptiveEngineTest turns it on).
+  bool fused_plain_decode = false;
+  bool cuda_graphs = true;
   // Pending drafter pairs per request beyond which they are fed to the drafter at once.
   int64_t max_pending_pairs = 64;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
@@ -169,6 +175,7 @@ class SpeculativeEngine {
   Drafter drafter_;
   SpeculativeEngineOptions options_;
   std::unique_ptr<models::KvCache> target_cache_, drafter_cache_;
+  std::unique_ptr<models::CudaDecoder> plain_decoder_;  // null: eager SD-off steps
   SpeculationSwitch switch_;
   std::unique_ptr<StrategyBandit> bandit_;
   SpeculativeStats stats_;

@@ -53,6 +53,7 @@ SpeculativeEngineOptions AdaptiveOptions() {
   o.max_pending_pairs = 3;  // exercises the catch-up of long pending runs while SD is off
   o.max_batch_size = 6;
   o.device = TestDevice();
+  o.fused_plain_decode = true;  // CUDA: SD-off steps through models::CudaDecoder
   return o;
 }
 
