@@ -6,10 +6,10 @@
 // 2. Records the target's greedy outputs on training prompts and trains a drafter on them
 //    (DrafterTrainer), reporting its loss and top-1 agreement.
 // 3. Measures decode throughput (bfloat16 on CUDA, greedy, held-out prompts, up to --new-tokens
-//    per request, stopping at <eos>; prompts of 8 to 14 terms) at each batch size for: models::Engine ("plain"), the
-//    SpeculativeEngine with SD never on ("plain_eager": the same eager forwards the SD engine
-//    uses), each fixed strategy, and adaptive mode (BEG-MAB, SD on at batch <= 32 after 10
-//    steps); with the mean accepted length, draft and verify seconds.
+//    per request, stopping at <eos>; prompts of 8 to 14 terms) at each batch size for:
+//    models::Engine ("plain"), the SpeculativeEngine with SD never on ("plain_eager": the same
+//    eager forwards the SD engine uses), each fixed strategy, and adaptive mode (BEG-MAB, SD on at
+//    batch <= 32 after 10 steps); with the mean accepted length, draft and verify seconds.
 //
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 400]
@@ -115,24 +115,42 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--device") a.device = v;
-    else if (k == "--batch-sizes") a.sizes = v;
-    else if (k == "--strategies") a.strategies = v;
-    else if (k == "--hidden") a.hidden = std::stoll(v);
-    else if (k == "--layers") a.layers = std::stoll(v);
-    else if (k == "--heads") a.heads = std::stoll(v);
-    else if (k == "--kv-heads") a.kv_heads = std::stoll(v);
-    else if (k == "--intermediate") a.intermediate = std::stoll(v);
-    else if (k == "--sft-steps") a.sft_steps = std::stoll(v);
-    else if (k == "--sft-batch") a.sft_batch = std::stoll(v);
-    else if (k == "--drafter-steps") a.drafter_steps = std::stoll(v);
-    else if (k == "--new-tokens") a.new_tokens = std::stoll(v);
-    else if (k == "--fused-plain-decode") a.fused_plain_decode = v == "1";
-    else { std::cerr << "unknown flag " << k << "\n"; return 2; }
+    if (k == "--device")
+      a.device = v;
+    else if (k == "--batch-sizes")
+      a.sizes = v;
+    else if (k == "--strategies")
+      a.strategies = v;
+    else if (k == "--hidden")
+      a.hidden = std::stoll(v);
+    else if (k == "--layers")
+      a.layers = std::stoll(v);
+    else if (k == "--heads")
+      a.heads = std::stoll(v);
+    else if (k == "--kv-heads")
+      a.kv_heads = std::stoll(v);
+    else if (k == "--intermediate")
+      a.intermediate = std::stoll(v);
+    else if (k == "--sft-steps")
+      a.sft_steps = std::stoll(v);
+    else if (k == "--sft-batch")
+      a.sft_batch = std::stoll(v);
+    else if (k == "--drafter-steps")
+      a.drafter_steps = std::stoll(v);
+    else if (k == "--new-tokens")
+      a.new_tokens = std::stoll(v);
+    else if (k == "--fused-plain-decode")
+      a.fused_plain_decode = v == "1";
+    else {
+      std::cerr << "unknown flag " << k << "\n";
+      return 2;
+    }
   }
   const torch::Device device(a.device);
   const torch::Dtype dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
-  auto sync = [&] { if (device.is_cuda()) torch::cuda::synchronize(); };
+  auto sync = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize();
+  };
   at::globalContext().setAllowTF32CuBLAS(true);  // SFT in float32 with TF32 matmuls
   tlt::rl::CharVocab vocab = tlt::rl::SyntheticTaskVocab().value();
   m::ModelConfig c;
@@ -154,21 +172,26 @@ int main(int argc, char** argv) {
   target->to(device);
   int64_t params = 0;
   for (const auto& p : target->parameters()) params += p.numel();
-  nlohmann::json result = {{"device", device.str()}, {"target_parameters", params},
-                           {"target", {{"hidden", a.hidden}, {"layers", a.layers},
-                                       {"vocab", c.vocab_size}}}};
+  nlohmann::json result = {
+      {"device", device.str()},
+      {"target_parameters", params},
+      {"target", {{"hidden", a.hidden}, {"layers", a.layers}, {"vocab", c.vocab_size}}}};
   // 1. SFT of the target on the synthetic task (training stream 1, held-out stream 2).
   auto start = std::chrono::steady_clock::now();
   torch::optim::AdamW opt(target->parameters(), torch::optim::AdamWOptions(5e-4).weight_decay(0.0));
   for (int64_t step = 0; step < a.sft_steps; ++step) {
-    auto [loss, acc] = SftStep(target, opt, vocab, 1, step * a.sft_batch, a.sft_batch, device, true);
+    auto [loss, acc] =
+        SftStep(target, opt, vocab, 1, step * a.sft_batch, a.sft_batch, device, true);
     if (step % 50 == 0 || step + 1 == a.sft_steps)
       std::cerr << "sft step " << step << ": loss " << loss << ", token accuracy " << acc << "\n";
   }
   target->eval();
   auto [eval_loss, eval_acc] = SftStep(target, opt, vocab, 2, 0, 256, device, false);
-  result["sft"] = {{"steps", a.sft_steps}, {"batch", a.sft_batch}, {"seconds", Seconds(start)},
-                   {"heldout_loss", eval_loss}, {"heldout_token_accuracy", eval_acc}};
+  result["sft"] = {{"steps", a.sft_steps},
+                   {"batch", a.sft_batch},
+                   {"seconds", Seconds(start)},
+                   {"heldout_loss", eval_loss},
+                   {"heldout_token_accuracy", eval_acc}};
   std::cerr << "target held-out loss " << eval_loss << ", token accuracy " << eval_acc << "\n";
 
   // 2. Drafter trained on the target's greedy outputs (float32).
@@ -198,9 +221,11 @@ int main(int argc, char** argv) {
       s.tokens.insert(s.tokens.end(), outputs[i].tokens.begin(), outputs[i].tokens.end());
       s.prompt_length = train_requests[i].prompt.size();
       const int64_t n = s.tokens.size();
-      s.hidden = target->Forward(torch::tensor(s.tokens).unsqueeze(0).to(device),
-                                 m::BatchLayout::Dense(1, n, device), nullptr,
-                                 m::ForwardOptions().return_hidden(true)).hidden[0];
+      s.hidden = target
+                     ->Forward(torch::tensor(s.tokens).unsqueeze(0).to(device),
+                               m::BatchLayout::Dense(1, n, device), nullptr,
+                               m::ForwardOptions().return_hidden(true))
+                     .hidden[0];
       data.push_back(s);
     }
   }
@@ -217,8 +242,10 @@ int main(int argc, char** argv) {
       std::cerr << "drafter step " << step << ": loss " << last.loss << ", top-1 "
                 << last.top1_accuracy << "\n";
   }
-  result["drafter"] = {{"steps", a.drafter_steps}, {"sequences", data.size()},
-                       {"seconds", Seconds(start)}, {"loss", last.loss},
+  result["drafter"] = {{"steps", a.drafter_steps},
+                       {"sequences", data.size()},
+                       {"seconds", Seconds(start)},
+                       {"loss", last.loss},
                        {"top1_accuracy", last.top1_accuracy}};
 
   // 3. Throughput at each batch size (held-out prompts, stream 4).
@@ -298,7 +325,8 @@ int main(int argc, char** argv) {
       row[name] = entry;
       std::cerr << "batch " << bs << " " << name << ": " << tokens / seconds << " tokens/s"
                 << (entry.contains("mean_accept_length")
-                        ? ", accept length " + std::to_string(entry["mean_accept_length"].get<double>())
+                        ? ", accept length " +
+                              std::to_string(entry["mean_accept_length"].get<double>())
                         : std::string())
                 << "\n";
     }

@@ -58,8 +58,8 @@ Result<std::vector<nlohmann::json>> ReadJsonLines(const std::string& path) {
   return out;
 }
 
-Result<std::vector<int64_t>> IdsOf(const nlohmann::json& j, const char* key, const std::string& where,
-                                   int64_t vocab) {
+Result<std::vector<int64_t>> IdsOf(const nlohmann::json& j, const char* key,
+                                   const std::string& where, int64_t vocab) {
   if (!j.contains(key) || !j[key].is_array() || j[key].empty()) {
     return InvalidArgument(where + ": \"" + key + "\" must be a non-empty array of token ids");
   }
@@ -190,7 +190,8 @@ int DrafterRecordCommand(const Flags& flags) {
     if (j.contains("prompt") && j["prompt"].is_string()) {
       if (!tokenizer) {
         auto t = models::BpeTokenizer::FromFile(dir + "/tokenizer.json");
-        if (!t.ok()) return Fail(t.status().WithContext(where + ": \"prompt\" text needs a tokenizer"));
+        if (!t.ok())
+          return Fail(t.status().WithContext(where + ": \"prompt\" text needs a tokenizer"));
         tokenizer = std::move(t).value();
       }
       auto enc = tokenizer->Encode(j["prompt"].get<std::string>());
@@ -343,10 +344,13 @@ int DrafterTrainCommand(const Flags& flags) {
   if (!st.ok()) return Fail(st);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  nlohmann::json j = {{"steps", *steps},         {"optimizer_step", trainer.step()},
-                      {"first_loss", first.loss}, {"last_loss", last.loss},
+  nlohmann::json j = {{"steps", *steps},
+                      {"optimizer_step", trainer.step()},
+                      {"first_loss", first.loss},
+                      {"last_loss", last.loss},
                       {"top1_accuracy", last.top1_accuracy},
-                      {"sequences", data.size()}, {"seconds", seconds},
+                      {"sequences", data.size()},
+                      {"seconds", seconds},
                       {"out", out_dir}};
   if (flags.Has("json")) {
     std::cout << j.dump() << "\n";

@@ -64,9 +64,9 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     const int64_t length = options.max_sequence_length + 64 + 4 * max_tokens;
     e->target_cache_ = std::make_unique<models::KvCache>(models::KvCacheOptions::ForModel(
         target->config(), options.max_batch_size, length, options.dtype, options.device));
-    e->drafter_cache_ = std::make_unique<models::KvCache>(drafter->CacheOptions(
-        options.max_batch_size, length + 4 * max_tokens * max_top_k, options.dtype,
-        options.device));
+    e->drafter_cache_ = std::make_unique<models::KvCache>(
+        drafter->CacheOptions(options.max_batch_size, length + 4 * max_tokens * max_top_k,
+                              options.dtype, options.device));
     if (options.fused_plain_decode && options.device.is_cuda()) {
       models::CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
@@ -122,7 +122,8 @@ Status SpeculativeEngine::Step() {
       batch.push_back(std::move(seq));
     }
     std::vector<Sequence*> decode, admit;
-    for (size_t i = 0; i < batch.size(); ++i) (i < num_decode ? decode : admit).push_back(batch[i].get());
+    for (size_t i = 0; i < batch.size(); ++i)
+      (i < num_decode ? decode : admit).push_back(batch[i].get());
     if (!admit.empty()) RETURN_NOT_OK(Prefill(admit));
     if (!decode.empty()) {
       if (switch_.Observe(static_cast<int64_t>(decode.size()))) {
@@ -164,7 +165,8 @@ Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {
   models::BatchLayout layout = models::BatchLayout::Make(start, count, T, slots, options_.device);
   // Hidden states of every prompt token (the drafter's pairs), logits of the last one only.
   torch::Tensor hidden = target_->model(tokens.to(options_.device), layout, target_cache_.get());
-  torch::Tensor last = hidden.index({torch::arange(B, layout.last_cols.options()), layout.last_cols});
+  torch::Tensor last =
+      hidden.index({torch::arange(B, layout.last_cols.options()), layout.last_cols});
   torch::Tensor logits = torch::matmul(last, LmHeadWeight(target_).t()).to(torch::kFloat32);
   std::vector<models::SamplingParams> params;
   std::vector<uint64_t> seeds, counters(B, 0);
@@ -220,8 +222,8 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch) {
     sampled.logprobs = std::move(decoded.logprobs);
     if (decoded.hidden.defined()) hidden = decoded.hidden.to(options_.device, options_.dtype);
   } else {
-    models::BatchLayout layout = models::BatchLayout::Make(start, std::vector<int64_t>(B, 1), 1,
-                                                           slots, options_.device);
+    models::BatchLayout layout =
+        models::BatchLayout::Make(start, std::vector<int64_t>(B, 1), 1, slots, options_.device);
     models::ForwardOutput out = target_->Forward(
         torch::tensor(tokens, torch::kInt64).view({B, 1}).to(options_.device), layout,
         target_cache_.get(), models::ForwardOptions().last_token_only(true).return_hidden(true));
@@ -258,8 +260,8 @@ void SpeculativeEngine::Append(Sequence* seq, const std::vector<int64_t>& tokens
     seq->result.tokens.push_back(tokens[i]);
     seq->result.logprobs.push_back(logprobs[i]);
     stats_.generated_tokens++;
-    const bool stop = std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(),
-                                tokens[i]) != req.stop_token_ids.end();
+    const bool stop = std::find(req.stop_token_ids.begin(), req.stop_token_ids.end(), tokens[i]) !=
+                      req.stop_token_ids.end();
     if (stop) {
       seq->finished = true;
       seq->result.finish_reason = models::FinishReason::kStop;

@@ -12,15 +12,16 @@
 // A decode step is one of two kinds, chosen by a SpeculationSwitch on the decode batch size:
 // - SD off: a plain decode of the whole batch (one target forward of the newest tokens, then
 //   models::Sample with counter = tokens generated so far, stream 0): exactly models::Engine's
-//   decode (with fused_plain_decode, through the same models::CudaDecoder kernels on CUDA). The target's hidden states of those tokens are kept as the drafter's pending pairs.
+//   decode (with fused_plain_decode, through the same models::CudaDecoder kernels on CUDA). The
+//   target's hidden states of those tokens are kept as the drafter's pending pairs.
 // - SD on: each request drafts a tree (or chain) with the step's Strategy (the drafter's
-//   expansions of all requests at one depth share one drafter forward), all trees are verified in one target forward with tree attention (strategy.h), and each request keeps its
-//   accepted path plus one token sampled from the target (verify.h). Before drafting, the
-//   drafter is brought up to date with the pending pairs (x_{t+1}, h_t) of every token produced
-//   since it last ran, from the target hidden states kept above: switching SD on re-prefills the
-//   drafter from the target's own hidden states, without another target forward. Pending pairs
-//   are also fed whenever a request has more than max_pending_pairs of them, so their memory stays
-//   bounded while SD is off.
+//   expansions of all requests at one depth share one drafter forward), all trees are verified in
+//   one target forward with tree attention (strategy.h), and each request keeps its accepted path
+//   plus one token sampled from the target (verify.h). Before drafting, the drafter is brought up
+//   to date with the pending pairs (x_{t+1}, h_t) of every token produced since it last ran, from
+//   the target hidden states kept above: switching SD on re-prefills the drafter from the target's
+//   own hidden states, without another target forward. Pending pairs are also fed whenever a
+//   request has more than max_pending_pairs of them, so their memory stays bounded while SD is off.
 // The strategy is fixed (options.strategy) or, with options.adaptive, picked per step by a
 // StrategyBandit from the decode batch size, rewarded with accepted length x batch size / step
 // time (draft + verify, timed with the device synchronized).
@@ -64,8 +65,8 @@
 namespace tlt::speculative {
 
 struct SpeculativeEngineOptions {
-  Strategy strategy{8, 4, 16};  // the fixed strategy (adaptive: unused)
-  int64_t max_batch_size = 8;   // cache slots = requests running at once
+  Strategy strategy{8, 4, 16};        // the fixed strategy (adaptive: unused)
+  int64_t max_batch_size = 8;         // cache slots = requests running at once
   int64_t max_sequence_length = 512;  // prompt + generated tokens per request
   torch::Device device = torch::kCPU;
   torch::Dtype dtype = torch::kFloat32;
@@ -95,15 +96,15 @@ struct SpeculativeEngineOptions {
 };
 
 struct SpeculativeStats {
-  int64_t steps = 0;            // request-steps (one tree verified for one request)
-  int64_t draft_tokens = 0;     // draft tokens verified
-  int64_t accepted_tokens = 0;  // draft tokens accepted
-  int64_t sd_on_steps = 0;      // decode steps with SD (engine steps, not request-steps)
-  int64_t sd_off_steps = 0;     // plain decode steps
+  int64_t steps = 0;             // request-steps (one tree verified for one request)
+  int64_t draft_tokens = 0;      // draft tokens verified
+  int64_t accepted_tokens = 0;   // draft tokens accepted
+  int64_t sd_on_steps = 0;       // decode steps with SD (engine steps, not request-steps)
+  int64_t sd_off_steps = 0;      // plain decode steps
   int64_t generated_tokens = 0;  // all tokens produced (prefill, plain and SD steps)
-  double draft_seconds = 0;     // drafting (drafter catch-up included), device synchronized
-  double verify_seconds = 0;    // target tree forward + verification + bookkeeping
-  double plain_seconds = 0;     // plain decode steps
+  double draft_seconds = 0;      // drafting (drafter catch-up included), device synchronized
+  double verify_seconds = 0;     // target tree forward + verification + bookkeeping
+  double plain_seconds = 0;      // plain decode steps
   // Strategy name -> histogram of request-steps by accepted draft tokens (index = accepted).
   std::map<std::string, std::vector<int64_t>> accepted_histogram;
 
@@ -164,10 +165,11 @@ class SpeculativeEngine {
   // The drafter's top-k trees of all of `batch` (one drafter forward per depth for the batch).
   std::vector<DraftTree> DraftBatch(const std::vector<Sequence*>& batch, const Strategy& strategy,
                                     const std::vector<torch::Tensor>& root_hidden);
-  DraftTree SampleChain(Sequence* seq, const Strategy& strategy,
-                        const torch::Tensor& root_logprobs, const ExpandFn& expand);
+  DraftTree SampleChain(Sequence* seq, const Strategy& strategy, const torch::Tensor& root_logprobs,
+                        const ExpandFn& expand);
   // Appends `tokens` (with log-probs) and marks the request finished when it is.
-  void Append(Sequence* seq, const std::vector<int64_t>& tokens, const std::vector<float>& logprobs);
+  void Append(Sequence* seq, const std::vector<int64_t>& tokens,
+              const std::vector<float>& logprobs);
   void Finish(std::unique_ptr<Sequence> seq);
   void Synchronize() const;
 

@@ -53,10 +53,10 @@ Result<Strategy> ParseStrategy(const std::string& text) {
 DraftTreeBuilder::DraftTreeBuilder(const Strategy& strategy, int64_t root_token,
                                    const torch::Tensor& root_logprobs)
     : DraftTreeBuilder(strategy, root_token,
-                       std::get<0>(root_logprobs.reshape({-1}).topk(std::min<int64_t>(
-                           strategy.top_k, root_logprobs.numel()))),
-                       std::get<1>(root_logprobs.reshape({-1}).topk(std::min<int64_t>(
-                           strategy.top_k, root_logprobs.numel())))) {}
+                       std::get<0>(root_logprobs.reshape({-1}).topk(
+                           std::min<int64_t>(strategy.top_k, root_logprobs.numel()))),
+                       std::get<1>(root_logprobs.reshape({-1}).topk(
+                           std::min<int64_t>(strategy.top_k, root_logprobs.numel())))) {}
 
 DraftTreeBuilder::DraftTreeBuilder(const Strategy& strategy, int64_t root_token,
                                    const torch::Tensor& top_values, const torch::Tensor& top_ids)
@@ -95,7 +95,8 @@ void DraftTreeBuilder::Prepare(std::vector<int64_t> next) {
 
 void DraftTreeBuilder::Expand(const torch::Tensor& logprobs) {
   const int64_t k = std::min<int64_t>(strategy_.top_k, logprobs.size(-1));
-  auto top = logprobs.reshape({static_cast<int64_t>(frontier_.size()), -1}).to(torch::kFloat64).topk(k);
+  auto top =
+      logprobs.reshape({static_cast<int64_t>(frontier_.size()), -1}).to(torch::kFloat64).topk(k);
   ExpandTopK(std::get<0>(top), std::get<1>(top));
 }
 

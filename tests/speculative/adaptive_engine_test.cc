@@ -21,7 +21,7 @@ models::Transformer Fixture() {
 torch::Device TestDevice() {
   const char* d = std::getenv("TLT_TEST_DEVICE");
   return d != nullptr && std::string(d) == "cuda" && torch::cuda::is_available() ? torch::kCUDA
-                                                                                : torch::kCPU;
+                                                                                 : torch::kCPU;
 }
 
 models::Request Greedy(std::vector<int64_t> prompt, int64_t max_new_tokens) {

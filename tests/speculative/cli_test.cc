@@ -60,7 +60,8 @@ class DrafterCliTest : public ::testing::Test {
     int rc = 0;
     std::string out = RunCli("generate " + target_ +
                                  " --prompt-ids 5,6,7 --max-new-tokens 24 --temperature 0 "
-                                 "--json --device cpu " + extra,
+                                 "--json --device cpu " +
+                                 extra,
                              &rc);
     EXPECT_EQ(rc, 0) << out;
     return rc == 0 ? LastJson(out) : nlohmann::json();
@@ -97,8 +98,8 @@ TEST_F(DrafterCliTest, InitRecordTrainGenerate) {
       prompts << nlohmann::json{{"prompt_ids", {5 + i, 6 + 2 * i, 7}}}.dump() << "\n";
     }
   }
-  out = RunCli("drafter record " + target_ + " --prompts " + dir_ + "/prompts.jsonl --out " +
-                   dir_ + "/data.jsonl --max-new-tokens 32 --temperature 0 --device cpu",
+  out = RunCli("drafter record " + target_ + " --prompts " + dir_ + "/prompts.jsonl --out " + dir_ +
+                   "/data.jsonl --max-new-tokens 32 --temperature 0 --device cpu",
                &rc);
   ASSERT_EQ(rc, 0) << out;
   std::ifstream data(dir_ + "/data.jsonl");
@@ -138,7 +139,8 @@ TEST_F(DrafterCliTest, BadInputGetsAClearError) {
   int rc = 0;
   ASSERT_EQ((RunCli("drafter init " + target_ + " --out " + dir_ + "/d0", &rc), rc), 0);
   ASSERT_EQ((RunCli("drafter init " + dir_ + "/other --out " + dir_ + "/dother", &rc), rc), 0);
-  const std::string gen = "generate " + target_ + " --prompt-ids 5,6 --max-new-tokens 4 --device cpu ";
+  const std::string gen =
+      "generate " + target_ + " --prompt-ids 5,6 --max-new-tokens 4 --device cpu ";
   struct Case {
     std::string args, message;
   } cases[] = {
@@ -155,8 +157,10 @@ TEST_F(DrafterCliTest, BadInputGetsAClearError) {
   };
   {
     std::ofstream bad(dir_ + "/bad.jsonl");
-    bad << R"({"tokens": [1, 2, 3], "prompt_length": 1})" << "\n"
-        << R"({"tokens": [1, 2, 999], "prompt_length": 1})" << "\n";
+    bad << R"({"tokens": [1, 2, 3], "prompt_length": 1})"
+        << "\n"
+        << R"({"tokens": [1, 2, 999], "prompt_length": 1})"
+        << "\n";
   }
   for (const Case& c : cases) {
     std::string out = RunCli(c.args, &rc);
