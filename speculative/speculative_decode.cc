@@ -30,9 +30,8 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
   const int64_t R = static_cast<int64_t>(rows.size());
   const int64_t H = target_->config().hidden_size;
   torch::Tensor tokens = torch::zeros({R, T}, torch::kInt64);
-  torch::Tensor hidden = torch::zeros({R, T, H}, torch::TensorOptions()
-                                                     .dtype(options_.dtype)
-                                                     .device(options_.device));
+  torch::Tensor hidden =
+      torch::zeros({R, T, H}, torch::TensorOptions().dtype(options_.dtype).device(options_.device));
   std::vector<torch::Tensor> all(R);
   for (int64_t r = 0; r < R; ++r) {
     Sequence* seq = batch[rows[r]];
@@ -42,14 +41,13 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
     hidden[r].narrow(0, 0, count[r]).copy_(all[r].narrow(0, 0, count[r]));
   }
   models::BatchLayout layout = models::BatchLayout::Make(start, count, T, slots, options_.device);
-  torch::Tensor h = drafter_->Forward(target_, tokens.to(options_.device), hidden, layout,
-                                      drafter_cache_.get());
+  torch::Tensor h =
+      drafter_->Forward(target_, tokens.to(options_.device), hidden, layout, drafter_cache_.get());
   for (int64_t r = 0; r < R; ++r) {
     Sequence* seq = batch[rows[r]];
     CHECK_OK(drafter_cache_->SetLength(seq->drafter_slot, start[r] + count[r]));
     out[rows[r]] = h[r][count[r] - 1];
-    seq->pending_tokens.erase(seq->pending_tokens.begin(),
-                              seq->pending_tokens.begin() + count[r]);
+    seq->pending_tokens.erase(seq->pending_tokens.begin(), seq->pending_tokens.begin() + count[r]);
     const int64_t left = all[r].size(0) - count[r];
     seq->pending_hidden.clear();
     if (left > 0) seq->pending_hidden.push_back(all[r].narrow(0, count[r], left).clone());
@@ -79,8 +77,8 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq, const Strategy& strategy,
   }
   const int64_t slot = seq->drafter_slot;
   const int64_t base = drafter_cache_->length(slot);  // drafter positions 0 .. base - 1 are fed
-  std::map<int64_t, torch::Tensor> predicted;  // candidate node -> predicted hidden
-  std::map<int64_t, int64_t> written;          // candidate node -> drafter cache position
+  std::map<int64_t, torch::Tensor> predicted;         // candidate node -> predicted hidden
+  std::map<int64_t, int64_t> written;                 // candidate node -> drafter cache position
   predicted[0] = root_hidden;
   ExpandFn expand = [&](const DraftTree& cand, const std::vector<int64_t>& nodes) {
     const int64_t k = static_cast<int64_t>(nodes.size());
@@ -112,16 +110,15 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq, const Strategy& strategy,
     return torch::log_softmax(Drafter::Impl::Logits(target_, out), -1);
   };
   torch::Tensor root_logprobs = torch::log_softmax(Drafter::Impl::Logits(target_, root_hidden), -1);
-  DraftTree tree = options_.sample_drafts
-                       ? SampleChain(seq, strategy, root_logprobs, expand)
-                       : BuildDraftTree(strategy, root, root_logprobs, expand);
+  DraftTree tree = options_.sample_drafts ? SampleChain(seq, strategy, root_logprobs, expand)
+                                          : BuildDraftTree(strategy, root, root_logprobs, expand);
   CHECK_OK(drafter_cache_->SetLength(slot, base));  // drop the drafted nodes
   return tree;
 }
 
-std::vector<DraftTree> SpeculativeEngine::DraftBatch(const std::vector<Sequence*>& batch,
-                                                     const Strategy& strategy,
-                                                     const std::vector<torch::Tensor>& root_hidden) {
+std::vector<DraftTree> SpeculativeEngine::DraftBatch(
+    const std::vector<Sequence*>& batch, const Strategy& strategy,
+    const std::vector<torch::Tensor>& root_hidden) {
   const int64_t B = static_cast<int64_t>(batch.size());
   const int64_t V = target_->config().vocab_size, k = std::min(strategy.top_k, V);
   std::vector<int64_t> base(B);
@@ -185,10 +182,10 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(const std::vector<Sequence*
       for (int64_t j = 0; j < count[r]; ++j) written[b][nodes[j]] = first[r] + j;
     }
     layout.mask = mask.to(options_.device);
-    torch::Tensor out = drafter_->Forward(
-        target_, tokens.to(options_.device),
-        torch::stack(hidden).view({R, T, -1}), layout, drafter_cache_.get(),
-        rotary.to(options_.device));  // [R, T, H]
+    torch::Tensor out =
+        drafter_->Forward(target_, tokens.to(options_.device),
+                          torch::stack(hidden).view({R, T, -1}), layout, drafter_cache_.get(),
+                          rotary.to(options_.device));  // [R, T, H]
     auto top = torch::log_softmax(Drafter::Impl::Logits(target_, out), -1).topk(k);
     torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
     for (int64_t r = 0; r < R; ++r) {
@@ -233,7 +230,8 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
   if (!options_.draft_oracle) root_hidden = CatchUpDrafter(batch, /*keep_last=*/false);
   std::vector<DraftTree> trees;
   if (options_.draft_oracle || options_.sample_drafts) {
-    for (size_t b = 0; b < batch.size(); ++b) trees.push_back(Draft(batch[b], strategy, root_hidden[b]));
+    for (size_t b = 0; b < batch.size(); ++b)
+      trees.push_back(Draft(batch[b], strategy, root_hidden[b]));
   } else {
     trees = DraftBatch(batch, strategy, root_hidden);
   }
@@ -250,14 +248,22 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
   if (histogram.size() < static_cast<size_t>(strategy.max_draft_tokens() + 1)) {
     histogram.resize(strategy.max_draft_tokens() + 1, 0);
   }
+  // The processed target distributions of every tree node of the batch, in one call.
+  std::vector<torch::Tensor> rows;
+  std::vector<models::SamplingParams> row_params;
+  std::vector<int64_t> offset(B + 1, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = trees[b].size();
+    rows.push_back(out.logits[b].narrow(0, 0, n));
+    row_params.insert(row_params.end(), n, ParamsOf(batch[b]->request));
+    offset[b + 1] = offset[b] + n;
+  }
+  const torch::Tensor all_lp = models::ProcessedLogProbs(torch::cat(rows, 0), row_params);
   int64_t gained = 0;
   for (int64_t b = 0; b < B; ++b) {
     Sequence* seq = batch[b];
     const DraftTree& tree = trees[b];
-    const int64_t n = tree.size();
-    torch::Tensor lp = models::ProcessedLogProbs(
-        out.logits[b].narrow(0, 0, n),
-        std::vector<models::SamplingParams>(n, ParamsOf(seq->request)));
+    const torch::Tensor lp = all_lp.narrow(0, offset[b], tree.size());
     VerifyResult r;
     if (options_.sample_drafts) {
       std::vector<int64_t> drafts(tree.tokens.begin() + 1, tree.tokens.end());
@@ -287,8 +293,9 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
             .to(torch::kFloat32)
             .cpu()
             .contiguous();
-    Append(seq, r.tokens,
-           std::vector<float>(token_lp.data_ptr<float>(), token_lp.data_ptr<float>() + rows.size()));
+    Append(
+        seq, r.tokens,
+        std::vector<float>(token_lp.data_ptr<float>(), token_lp.data_ptr<float>() + rows.size()));
   }
   Synchronize();
   const auto t2 = std::chrono::steady_clock::now();
