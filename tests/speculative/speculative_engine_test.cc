@@ -244,6 +244,13 @@ TEST(SpeculativeEngineTest, DrafterTrainingRaisesAcceptanceLength) {
   single.max_batch_size = 1;
   const double after_single = measure(single);
   EXPECT_NEAR(after_single, after, 0.03 * after);
+  SpeculativeEngineOptions tree = options, tree_single = options;
+  tree.strategy = tree_single.strategy = ParseStrategy("3_3_8").value();
+  tree_single.max_batch_size = 1;
+  const double tree_batched = measure(tree), tree_alone = measure(tree_single);
+  std::cerr << "3_3_8: accept length " << tree_batched << " batched, " << tree_alone
+            << " one request at a time\n";
+  EXPECT_NEAR(tree_batched, tree_alone, 0.03 * tree_alone);
   std::cerr << "accept length " << before << " -> " << after << " (switched mid-request: "
             << after_switched << ", batch 1: " << after_single << "), loss " << first_loss << " -> " << last_loss << "\n";
   EXPECT_LT(last_loss, first_loss);
