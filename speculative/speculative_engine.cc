@@ -164,10 +164,11 @@ Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {
   }
   models::BatchLayout layout = models::BatchLayout::Make(start, count, T, slots, options_.device);
   // Hidden states of every prompt token (the drafter's pairs), logits of the last one only.
-  torch::Tensor hidden = target_->model(tokens.to(options_.device), layout, target_cache_.get());
-  torch::Tensor last =
-      hidden.index({torch::arange(B, layout.last_cols.options()), layout.last_cols});
-  torch::Tensor logits = torch::matmul(last, LmHeadWeight(target_).t()).to(torch::kFloat32);
+  models::ForwardOutput out =
+      target_->Forward(tokens.to(options_.device), layout, target_cache_.get(),
+                       models::ForwardOptions().last_token_only(true).return_all_hidden(true));
+  const torch::Tensor& hidden = out.all_hidden;
+  const torch::Tensor& logits = out.logits;
   std::vector<models::SamplingParams> params;
   std::vector<uint64_t> seeds, counters(B, 0);
   for (Sequence* seq : batch) {
