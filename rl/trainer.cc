@@ -255,7 +255,7 @@ Result<MetricsRecord> GrpoTrainer::Step() {
       }
     }
     ASSIGN_OR_RETURN(m, learner_->GrpoStep(rollout.samples, old));
-    m["rollout_logprob_gap"] = tokens > 0 ? gap / tokens : 0.0;
+    if (tokens > 0) m["rollout_logprob_gap"] = gap / tokens;
   }
   const auto t2 = Clock::now();
   ++step_;

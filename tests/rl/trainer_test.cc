@@ -43,6 +43,7 @@ std::unique_ptr<Setup> MakeSetup(uint64_t model_seed, RewardFunction reward, int
   lo.optimizer.lr = lr;
   lo.micro_batch_size = 16;
   lo.mini_batches = 2;
+  lo.ppo_epochs = 2;  // resume, equal rewards and retention hold with several passes too
   s->learner = std::make_unique<Learner>(TinyModel(TinyConfig(s->vocab.vocab_size(), hidden), model_seed), lo);
   o.prompts_per_step = 8;
   o.group_size = 8;
@@ -140,23 +141,26 @@ TEST(TrainerTest, EqualRewardsLeaveWeightsUnchanged) {
 }
 
 // GRPO on a reward a random policy sometimes earns (the response starts with '7', about 1 in
-// 16 at first) must make it the rule within a few steps; the learner's log-probs agree with the
-// engine's that sampled the tokens.
+// 16 at first) must make it the rule within 15 steps (seen: 0.08 -> 0.85, the mean of the last
+// 3 steps); the learner's log-probs agree with those of the engine that sampled the tokens.
 TEST(TrainerTest, GrpoRaisesASimpleReward) {
   auto s = MakeSetup(4, [](const std::string& response, const Example&) {
     return !response.empty() && response[0] == '7' ? 1.0 : 0.0;
   }, 32, 1e-2);
-  double first = 0, last = 0;
-  for (int step = 0; step < 12; ++step) {
+  double first = 0, last3 = 0;
+  for (int step = 0; step < 15; ++step) {
     auto m = s->trainer->Step();
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     if (step == 0) first = m->at("reward_mean");
-    last = m->at("reward_mean");
-    if (m->count("rollout_logprob_gap")) EXPECT_LT(m->at("rollout_logprob_gap"), 1e-4);
-    std::printf("step %d reward %.3f\n", step, m->at("reward_mean"));
+    if (step >= 12) last3 += m->at("reward_mean") / 3;
+    if (m->at("skipped") == 0) {
+      ASSERT_TRUE(m->count("rollout_logprob_gap"));
+      EXPECT_LT(m->at("rollout_logprob_gap"), 1e-4);  // 0 on CPU (the same float32 kernels)
+    }
+    std::printf("step %d: reward %.3f\n", step, m->at("reward_mean"));
   }
   EXPECT_LT(first, 0.3);
-  EXPECT_GT(last, 0.8);
+  EXPECT_GT(last3, 0.7);
 }
 
 // Groups whose rewards are all equal are dropped before the learner step and counted. Here the
