@@ -32,7 +32,7 @@ class CharVocab {
   int64_t eos_id() const { return SpecialId("<eos>"); }
 
  private:
-  std::vector<std::string> tokens_;  // id -> text
+  std::vector<std::string> tokens_;      // id -> text
   std::array<int64_t, 256> byte_ids_{};  // byte -> id, -1 when absent
   int64_t num_specials_ = 0;
 };

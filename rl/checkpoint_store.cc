@@ -8,10 +8,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/file_util.h"
 
@@ -98,7 +97,8 @@ Status VerifyCheckpoint(const std::string& dir) {
   nlohmann::json manifest = nlohmann::json::parse(*manifest_text, nullptr, false);
   if (manifest.is_discarded() || !manifest.is_object() ||
       manifest.value("format", "") != kManifestFormat || !manifest.contains("files")) {
-    return InvalidArgument("checkpoint " + dir + ": MANIFEST.json is not a tlt-rl checkpoint manifest");
+    return InvalidArgument("checkpoint " + dir +
+                           ": MANIFEST.json is not a tlt-rl checkpoint manifest");
   }
   for (const std::string& name : CheckpointFiles()) {
     if (!manifest["files"].contains(name)) {
@@ -131,9 +131,8 @@ Result<std::vector<CheckpointEntry>> ListCheckpoints(const std::string& root) {
     if (step >= 0 && it->is_directory(ec)) out.push_back({step, it->path().string()});
   }
   if (ec) return IoError("listing " + root + ": " + ec.message());
-  std::sort(out.begin(), out.end(), [](const CheckpointEntry& a, const CheckpointEntry& b) {
-    return a.step < b.step;
-  });
+  std::sort(out.begin(), out.end(),
+            [](const CheckpointEntry& a, const CheckpointEntry& b) { return a.step < b.step; });
   return out;
 }
 

@@ -2,11 +2,10 @@
 // LibTorch-free part of rl/.
 #include <cctype>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "rl/char_vocab.h"
 #include "rl/dataset.h"
@@ -216,7 +215,8 @@ size_t ScanNumber(const std::string& s, size_t i) {
   if (j < s.size() && s[j] == '-') ++j;
   size_t digits = j;
   while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) ||
-                          (s[j] == ',' && j + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[j + 1])) && j > digits))) {
+                          (s[j] == ',' && j + 1 < s.size() &&
+                           std::isdigit(static_cast<unsigned char>(s[j + 1])) && j > digits))) {
     ++j;
   }
   if (j == digits) return i;

@@ -26,7 +26,7 @@ struct Example {
   std::string prompt;
   std::string answer;
   std::map<std::string, std::string> fields;  // other fields of the line
-  std::string source;                          // "file:line" or a generator's name
+  std::string source;                         // "file:line" or a generator's name
 };
 
 class PromptTemplate {

@@ -9,8 +9,9 @@ namespace tlt::rl {
 
 std::vector<double> GroupAdvantages(const std::vector<double>& rewards, int64_t group_size,
                                     const AdvantageOptions& options) {
-  TORCH_CHECK(group_size > 0 && rewards.size() % group_size == 0, "GroupAdvantages: ",
-              rewards.size(), " rewards do not split into groups of ", group_size);
+  TORCH_CHECK(group_size > 0 && rewards.size() % group_size == 0,
+              "GroupAdvantages: ", rewards.size(), " rewards do not split into groups of ",
+              group_size);
   std::vector<double> out(rewards.size(), 0.0);
   for (size_t g = 0; g < rewards.size(); g += group_size) {
     double mean = 0;
@@ -32,7 +33,8 @@ std::vector<double> GroupAdvantages(const std::vector<double>& rewards, int64_t 
   return out;
 }
 
-torch::Tensor BroadcastAdvantages(const std::vector<double>& advantages, const torch::Tensor& mask) {
+torch::Tensor BroadcastAdvantages(const std::vector<double>& advantages,
+                                  const torch::Tensor& mask) {
   TORCH_CHECK(mask.dim() == 2 && mask.size(0) == static_cast<int64_t>(advantages.size()),
               "BroadcastAdvantages: mask ", mask.sizes(), " vs ", advantages.size(), " advantages");
   torch::Tensor a = torch::tensor(advantages, torch::kFloat64).to(mask.device());
@@ -42,9 +44,12 @@ torch::Tensor BroadcastAdvantages(const std::vector<double>& advantages, const t
 
 const char* LossAggregationName(LossAggregation aggregation) {
   switch (aggregation) {
-    case LossAggregation::kTokenMean: return "token-mean";
-    case LossAggregation::kSeqMeanTokenMean: return "seq-mean-token-mean";
-    case LossAggregation::kSeqMeanTokenSumNorm: return "seq-mean-token-sum-norm";
+    case LossAggregation::kTokenMean:
+      return "token-mean";
+    case LossAggregation::kSeqMeanTokenMean:
+      return "seq-mean-token-mean";
+    case LossAggregation::kSeqMeanTokenSumNorm:
+      return "seq-mean-token-sum-norm";
   }
   return "?";
 }
@@ -61,7 +66,8 @@ torch::Tensor AggregateLoss(const torch::Tensor& loss, const torch::Tensor& mask
   }
   torch::Tensor tokens_per_seq = m.sum(1);
   torch::Tensor has_tokens = (tokens_per_seq > 0).to(loss.scalar_type());
-  double seqs = n.num_sequences > 0 ? n.num_sequences : std::max(1.0, has_tokens.sum().item<double>());
+  double seqs =
+      n.num_sequences > 0 ? n.num_sequences : std::max(1.0, has_tokens.sum().item<double>());
   torch::Tensor per_seq;
   if (aggregation == LossAggregation::kSeqMeanTokenMean) {
     per_seq = masked.sum(1) / tokens_per_seq.clamp_min(1.0);
@@ -85,8 +91,8 @@ torch::Tensor KlPenalty(const torch::Tensor& logprobs, const torch::Tensor& ref_
 }
 
 torch::Tensor TokenEntropy(const torch::Tensor& logits) {
-  torch::Tensor lp = torch::log_softmax(logits.to(torch::promote_types(logits.scalar_type(),
-                                                                       torch::kFloat32)), -1);
+  torch::Tensor lp = torch::log_softmax(
+      logits.to(torch::promote_types(logits.scalar_type(), torch::kFloat32)), -1);
   return -(lp.exp() * lp).sum(-1);
 }
 

@@ -22,8 +22,8 @@
 namespace tlt::rl {
 
 struct AdvantageOptions {
-  double epsilon = 1e-6;      // added to the group's std before dividing
-  bool scale_by_std = true;   // false: A = r - mean (Dr. GRPO)
+  double epsilon = 1e-6;     // added to the group's std before dividing
+  bool scale_by_std = true;  // false: A = r - mean (Dr. GRPO)
 };
 
 // rewards: num_groups * group_size values, group-major (responses of one prompt adjacent).
@@ -55,8 +55,8 @@ torch::Tensor AggregateLoss(const torch::Tensor& loss, const torch::Tensor& mask
                             LossAggregation aggregation, const LossNormalizers& normalizers = {});
 
 enum class KlEstimator {
-  kK1,         // logp - ref_logp
-  kLowVarKl,   // k3: exp(ref - logp) - (ref - logp) - 1 (verl's low_var_kl)
+  kK1,        // logp - ref_logp
+  kLowVarKl,  // k3: exp(ref - logp) - (ref - logp) - 1 (verl's low_var_kl)
 };
 
 // Per-token KL estimate of pi from pi_ref, clamped to [-clamp, clamp] (clamp <= 0: no clamp).
@@ -73,10 +73,10 @@ struct PolicyLossOptions {
   double clip_eps_high = 0.28;  // and above at 1 + clip_eps_high (clip-higher)
   double dual_clip = 3.0;       // for A < 0 the loss is capped at -A * dual_clip; <= 1: off
   LossAggregation aggregation = LossAggregation::kTokenMean;
-  double kl_coef = 0.0;         // > 0 needs ref_logprobs; added as + kl_coef * KL
+  double kl_coef = 0.0;  // > 0 needs ref_logprobs; added as + kl_coef * KL
   KlEstimator kl_estimator = KlEstimator::kLowVarKl;
   double kl_clamp = 10.0;
-  double entropy_coef = 0.0;    // > 0 needs entropy; added as - entropy_coef * entropy
+  double entropy_coef = 0.0;  // > 0 needs entropy; added as - entropy_coef * entropy
 };
 
 struct PolicyLossInput {
@@ -100,9 +100,9 @@ struct PolicyLossMetrics {
 };
 
 struct PolicyLossOutput {
-  torch::Tensor loss;     // scalar: pg_loss + kl_coef * kl_loss - entropy_coef * entropy_loss
-  torch::Tensor pg_loss;  // scalar, aggregated like loss (detached)
-  torch::Tensor kl_loss;  // scalar (detached); undefined without KL
+  torch::Tensor loss;          // scalar: pg_loss + kl_coef * kl_loss - entropy_coef * entropy_loss
+  torch::Tensor pg_loss;       // scalar, aggregated like loss (detached)
+  torch::Tensor kl_loss;       // scalar (detached); undefined without KL
   torch::Tensor entropy_loss;  // scalar (detached); undefined without entropy
   PolicyLossMetrics metrics;
 };

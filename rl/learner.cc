@@ -52,14 +52,16 @@ struct Learner::Packed {
 
 Learner::Learner(models::Transformer policy, const LearnerOptions& options,
                  models::Transformer reference)
-    : policy_(std::move(policy)), reference_(std::move(reference)), options_(options),
+    : policy_(std::move(policy)),
+      reference_(std::move(reference)),
+      options_(options),
       device_(DeviceOf(policy_)) {
   const OptimizerOptions& o = options.optimizer;
-  optimizer_ = std::make_unique<torch::optim::AdamW>(
-      policy_->parameters(), torch::optim::AdamWOptions(o.lr)
-                                 .betas({o.beta1, o.beta2})
-                                 .eps(o.eps)
-                                 .weight_decay(o.weight_decay));
+  optimizer_ = std::make_unique<torch::optim::AdamW>(policy_->parameters(),
+                                                     torch::optim::AdamWOptions(o.lr)
+                                                         .betas({o.beta1, o.beta2})
+                                                         .eps(o.eps)
+                                                         .weight_decay(o.weight_decay));
   if (reference_) {
     reference_->eval();
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
@@ -100,12 +102,13 @@ std::vector<std::vector<double>> Learner::ResponseLogProbs(const std::vector<Sam
   if (!model) model = policy_;
   torch::NoGradGuard no_grad;
   std::vector<std::vector<double>> out;
-  const int64_t n = static_cast<int64_t>(batch.size()), mb = std::max<int64_t>(1, options_.micro_batch_size);
+  const int64_t n = static_cast<int64_t>(batch.size()),
+                mb = std::max<int64_t>(1, options_.micro_batch_size);
   for (int64_t b = 0; b < n; b += mb) {
     Packed p = Pack(batch, b, std::min(n, b + mb));
     torch::Tensor logits = Logits(model, p.tokens);
-    torch::Tensor lp = TokenLogProbs(logits.narrow(1, 0, logits.size(1) - 1), p.targets)
-                           .to(torch::kFloat64).cpu();
+    torch::Tensor lp =
+        TokenLogProbs(logits.narrow(1, 0, logits.size(1) - 1), p.targets).to(torch::kFloat64).cpu();
     for (int64_t i = 0; i < lp.size(0); ++i) {
       const Sample& s = batch[b + i];
       std::vector<double> row;
@@ -133,7 +136,8 @@ double Learner::CurrentLr() const {
 double Learner::FinishOptimizerStep() {
   double norm = 0;
   if (options_.optimizer.max_grad_norm > 0) {
-    norm = torch::nn::utils::clip_grad_norm_(policy_->parameters(), options_.optimizer.max_grad_norm);
+    norm =
+        torch::nn::utils::clip_grad_norm_(policy_->parameters(), options_.optimizer.max_grad_norm);
   } else {
     double sq = 0;
     for (auto& p : policy_->parameters()) {
@@ -166,7 +170,8 @@ Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch) {
 Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch,
                                         const std::vector<std::vector<double>>& old) {
   if (batch.empty()) return InvalidArgument("GrpoStep: empty batch");
-  if (old.size() != batch.size()) return InvalidArgument("GrpoStep: old log-probs for another batch");
+  if (old.size() != batch.size())
+    return InvalidArgument("GrpoStep: old log-probs for another batch");
   for (size_t i = 0; i < batch.size(); ++i) {
     if (batch[i].prompt.empty()) return InvalidArgument("GrpoStep: a sample has an empty prompt");
     if (old[i].size() != batch[i].response.size()) {
@@ -181,7 +186,8 @@ Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch,
     m["skipped"] = 1;
     return m;
   }
-  if (lo.kl_coef > 0 && !reference_) return InvalidArgument("GrpoStep: kl_coef > 0 needs a reference model");
+  if (lo.kl_coef > 0 && !reference_)
+    return InvalidArgument("GrpoStep: kl_coef > 0 needs a reference model");
   try {
     std::vector<std::vector<double>> ref;
     if (lo.kl_coef > 0) ref = ResponseLogProbs(batch, reference_);

@@ -45,7 +45,7 @@ struct OptimizerOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.01;
-  int64_t warmup_steps = 0;   // linear warm-up: lr * min(1, (k + 1) / warmup) at optimizer step k
+  int64_t warmup_steps = 0;    // linear warm-up: lr * min(1, (k + 1) / warmup) at optimizer step k
   double max_grad_norm = 1.0;  // <= 0: no clipping
 };
 
@@ -53,9 +53,9 @@ struct LearnerOptions {
   OptimizerOptions optimizer;
   PolicyLossOptions loss;
   int64_t micro_batch_size = 8;
-  int64_t mini_batches = 1;      // optimizer steps per pass over the batch
-  int64_t ppo_epochs = 1;        // passes over the batch per GrpoStep, same old log-probs
-  bool autocast_bf16 = true;     // used on CUDA only
+  int64_t mini_batches = 1;   // optimizer steps per pass over the batch
+  int64_t ppo_epochs = 1;     // passes over the batch per GrpoStep, same old log-probs
+  bool autocast_bf16 = true;  // used on CUDA only
   bool skip_no_signal_batches = true;
   int64_t pad_token_id = 0;
 };

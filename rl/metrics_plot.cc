@@ -4,9 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "rl/metrics.h"
 #include "rl/plot.h"
@@ -84,10 +83,10 @@ void Chunk(std::string* png, const char* type, const std::string& data) {
 }
 
 // 3x5 digits plus '-', '.', 'e' for axis labels; each row 3 bits, MSB left.
-const uint8_t kFont[13][5] = {
-    {7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7}, {5, 5, 7, 1, 1},
-    {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1}, {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7},
-    {0, 0, 7, 0, 0}, {0, 0, 0, 0, 2}, {7, 4, 7, 4, 7}};
+const uint8_t kFont[13][5] = {{7, 5, 5, 5, 7}, {2, 6, 2, 2, 7}, {7, 1, 7, 4, 7}, {7, 1, 7, 1, 7},
+                              {5, 5, 7, 1, 1}, {7, 4, 7, 1, 7}, {7, 4, 7, 5, 7}, {7, 1, 1, 1, 1},
+                              {7, 5, 7, 5, 7}, {7, 5, 7, 1, 7}, {0, 0, 7, 0, 0}, {0, 0, 0, 0, 2},
+                              {7, 4, 7, 4, 7}};
 
 class Canvas {
  public:
@@ -107,7 +106,11 @@ class Canvas {
   }
   void Text(int x, int y, const std::string& s, const uint8_t* c) {  // 2x scaled glyphs
     for (char ch : s) {
-      int g = ch >= '0' && ch <= '9' ? ch - '0' : ch == '-' ? 10 : ch == '.' ? 11 : ch == 'e' ? 12 : -1;
+      int g = ch >= '0' && ch <= '9' ? ch - '0'
+              : ch == '-'            ? 10
+              : ch == '.'            ? 11
+              : ch == 'e'            ? 12
+                                     : -1;
       if (g >= 0) {
         for (int r = 0; r < 5; ++r)
           for (int b = 0; b < 3; ++b)
@@ -204,8 +207,9 @@ Status PlotMetrics(const std::vector<MetricsRecord>& records,
       c.Line(X(curves[m][i - 1].first), Y(curves[m][i - 1].second), X(curves[m][i].first),
              Y(curves[m][i].second), color);
     }
-    if (curves[m].size() == 1) c.Line(X(curves[m][0].first), Y(curves[m][0].second),
-                                      X(curves[m][0].first) + 1, Y(curves[m][0].second), color);
+    if (curves[m].size() == 1)
+      c.Line(X(curves[m][0].first), Y(curves[m][0].second), X(curves[m][0].first) + 1,
+             Y(curves[m][0].second), color);
   }
   return WritePng(png_path, o.width, o.height, c.rgb());
 }

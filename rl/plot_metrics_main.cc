@@ -24,8 +24,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> metrics;
   };
   for (const Plot& p : {Plot{"_reward.png", {"reward_mean", "accuracy"}},
-                        Plot{"_length.png", {"response_length_p50", "response_length_p90",
-                                             "response_length_p99", "response_length_max"}}}) {
+                        Plot{"_length.png",
+                             {"response_length_p50", "response_length_p90", "response_length_p99",
+                              "response_length_max"}}}) {
     tlt::Status st = tlt::rl::PlotMetrics(*records, p.metrics, prefix + p.suffix);
     if (!st.ok()) {
       std::fprintf(stderr, "%s: %s\n", (prefix + p.suffix).c_str(), st.ToString().c_str());

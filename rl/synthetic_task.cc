@@ -16,7 +16,8 @@ uint64_t Mix(uint64_t x) {
 
 class Stream {
  public:
-  Stream(uint64_t seed, int64_t index) : state_(Mix(seed) ^ Mix(static_cast<uint64_t>(index) + 17)) {}
+  Stream(uint64_t seed, int64_t index)
+      : state_(Mix(seed) ^ Mix(static_cast<uint64_t>(index) + 17)) {}
   uint64_t Next() { return Mix(state_ += 0x632BE59BD9B4E019ULL); }
   double Uniform() { return (Next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
 
@@ -36,7 +37,8 @@ std::string SyntheticSolution(const std::vector<int64_t>& operands, int64_t modu
   for (size_t i = 1; i < operands.size(); ++i) {
     int64_t next = sum + operands[i];
     if (modulus > 0) next %= modulus;
-    out += std::to_string(sum) + "+" + std::to_string(operands[i]) + "=" + std::to_string(next) + ";";
+    out +=
+        std::to_string(sum) + "+" + std::to_string(operands[i]) + "=" + std::to_string(next) + ";";
     sum = next;
   }
   return out + "####" + std::to_string(sum);

@@ -27,9 +27,9 @@ namespace tlt::rl {
 struct SyntheticTaskOptions {
   int64_t min_terms = 2;
   int64_t max_terms = 40;
-  double tail_alpha = 1.0;    // Pareto tail index of the extra terms; smaller: heavier tail
-  int64_t max_operand = 99;   // operands uniform in [0, max_operand] (or [0, modulus) if set)
-  int64_t modulus = 0;        // > 0: running sums mod this
+  double tail_alpha = 1.0;   // Pareto tail index of the extra terms; smaller: heavier tail
+  int64_t max_operand = 99;  // operands uniform in [0, max_operand] (or [0, modulus) if set)
+  int64_t modulus = 0;       // > 0: running sums mod this
 };
 
 // Alphabet of the task's text; specials "<pad>" (0) and "<eos>" (1).

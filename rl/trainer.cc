@@ -1,5 +1,4 @@
 // GrpoTrainer and checkpoints (one LibTorch translation unit: each is slow to compile).
-#include "runtime/file_util.h"
 #include "rl/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -10,12 +9,12 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "rl/checkpoint.h"
 #include "rl/checkpoint_store.h"
+#include "runtime/file_util.h"
 
 namespace tlt::rl {
 namespace fs = std::filesystem;
@@ -62,7 +61,8 @@ Status SaveCheckpoint(const std::string& dir, Learner& learner, const TrainingSt
   nlohmann::json s;
   s["step"] = state.step;
   s["optimizer_steps"] = learner.optimizer_steps();
-  s["cursor"] = {{"seed", state.cursor.seed}, {"epoch", state.cursor.epoch},
+  s["cursor"] = {{"seed", state.cursor.seed},
+                 {"epoch", state.cursor.epoch},
                  {"position", state.cursor.position}};
   RETURN_NOT_OK(WriteFileSynced((tmp / "state.json").string(), s.dump(2)));
   RETURN_NOT_OK(WriteCheckpointManifest(tmp.string()));
@@ -83,8 +83,8 @@ Status LoadCheckpoint(const std::string& dir, Learner* learner, TrainingState* s
                    models::ReadCheckpointTensors((root / "policy").string()));
   Status loaded = learner->policy()->LoadTensors(tensors);
   if (!loaded.ok()) {
-    return InvalidArgument("checkpoint " + dir + " does not match the learner's model: " +
-                           loaded.message());
+    return InvalidArgument("checkpoint " + dir +
+                           " does not match the learner's model: " + loaded.message());
   }
   ASSIGN_OR_RETURN(std::string state_text, ReadFile(root / "state.json"));
   nlohmann::json s = nlohmann::json::parse(state_text, nullptr, false);
@@ -102,8 +102,8 @@ Status LoadCheckpoint(const std::string& dir, Learner* learner, TrainingState* s
     state->cursor.epoch = s.at("cursor").at("epoch").get<int64_t>();
     state->cursor.position = s.at("cursor").at("position").get<int64_t>();
   } catch (const c10::Error& e) {
-    return InvalidArgument("checkpoint " + dir + ": optimizer or RNG state does not load: " +
-                           e.what_without_backtrace());
+    return InvalidArgument("checkpoint " + dir +
+                           ": optimizer or RNG state does not load: " + e.what_without_backtrace());
   } catch (const nlohmann::json::exception& e) {
     return InvalidArgument("checkpoint " + dir + ": bad state.json: " + e.what());
   }
@@ -137,12 +137,16 @@ Result<std::vector<Sample>> MakeSftSamples(const std::vector<Example>& examples,
 
 GrpoTrainer::GrpoTrainer(Learner* learner, std::vector<Example> data, TextCodec codec,
                          RewardFunction reward, const GrpoTrainerOptions& options)
-    : learner_(learner), data_(std::move(data)), codec_(std::move(codec)),
-      reward_(std::move(reward)), options_(options),
+    : learner_(learner),
+      data_(std::move(data)),
+      codec_(std::move(codec)),
+      reward_(std::move(reward)),
+      options_(options),
       cursor_(static_cast<int64_t>(data_.size()), options.seed) {}
 
-Result<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(Learner* learner, std::vector<Example> data,
-                                                         TextCodec codec, RewardFunction reward,
+Result<std::unique_ptr<GrpoTrainer>> GrpoTrainer::Create(Learner* learner,
+                                                         std::vector<Example> data, TextCodec codec,
+                                                         RewardFunction reward,
                                                          const GrpoTrainerOptions& options) {
   if (data.empty()) return InvalidArgument("GrpoTrainer: empty dataset");
   if (!reward) return InvalidArgument("GrpoTrainer: no reward function");
@@ -207,7 +211,8 @@ Result<MetricsRecord> GrpoTrainer::Step() {
   ASSIGN_OR_RETURN(Rollout rollout, Generate(prompts, options_.group_size, options_.temperature,
                                              options_.seed * 7919 + static_cast<uint64_t>(step_)));
   const auto t1 = Clock::now();
-  std::vector<double> adv = GroupAdvantages(rollout.rewards, options_.group_size, options_.advantage);
+  std::vector<double> adv =
+      GroupAdvantages(rollout.rewards, options_.group_size, options_.advantage);
   std::vector<double> lengths;
   double reward_sum = 0, correct = 0;
   for (size_t i = 0; i < rollout.samples.size(); ++i) {
@@ -297,7 +302,8 @@ Status GrpoTrainer::SaveCheckpoint(const std::string& dir) {
 }
 
 Result<std::string> GrpoTrainer::SaveStepCheckpoint() {
-  if (options_.checkpoint_root.empty()) return InvalidArgument("SaveStepCheckpoint: no checkpoint_root");
+  if (options_.checkpoint_root.empty())
+    return InvalidArgument("SaveStepCheckpoint: no checkpoint_root");
   std::error_code ec;
   fs::create_directories(options_.checkpoint_root, ec);
   if (ec) return IoError("cannot create " + options_.checkpoint_root + ": " + ec.message());
@@ -308,7 +314,8 @@ Result<std::string> GrpoTrainer::SaveStepCheckpoint() {
 }
 
 Result<std::string> GrpoTrainer::RestoreLatestCheckpoint() {
-  if (options_.checkpoint_root.empty()) return InvalidArgument("RestoreLatestCheckpoint: no checkpoint_root");
+  if (options_.checkpoint_root.empty())
+    return InvalidArgument("RestoreLatestCheckpoint: no checkpoint_root");
   ASSIGN_OR_RETURN(std::string dir, LatestValidCheckpoint(options_.checkpoint_root));
   RETURN_NOT_OK(RestoreCheckpoint(dir));
   return dir;

@@ -63,9 +63,9 @@ struct GrpoTrainerOptions {
   AdvantageOptions advantage;
   double correct_reward = 1.0;  // accuracy counts responses with reward >= this
   models::EngineOptions engine;
-  std::string metrics_path;     // empty: no file
+  std::string metrics_path;                // empty: no file
   bool drop_zero_advantage_groups = true;  // see the header comment
-  std::string checkpoint_root;  // where SaveStepCheckpoint writes step-<N>; empty: nowhere
+  std::string checkpoint_root;   // where SaveStepCheckpoint writes step-<N>; empty: nowhere
   int64_t keep_checkpoints = 0;  // > 0: keep the last K under checkpoint_root; <= 0: keep all
   int64_t checkpoint_every = 0;  // > 0 (needs checkpoint_root): Step() checkpoints every N steps
 };
@@ -83,8 +83,8 @@ class GrpoTrainer {
                                                      const GrpoTrainerOptions& options);
   // Metrics: step, reward_mean, accuracy, response_length_{mean,p50,p90,p99,max},
   // groups_dropped, rollout_logprob_gap (mean |learner - engine| log-prob of the kept response
-  // tokens; meaningful at top_k 0, top_p 1, temperature 1), the learner's metrics, time_rollout_s, time_update_s, time_step_s (and
-  // time_checkpoint_s on checkpointing steps).
+  // tokens; meaningful at top_k 0, top_p 1, temperature 1), the learner's metrics, time_rollout_s,
+  // time_update_s, time_step_s (and time_checkpoint_s on checkpointing steps).
   Result<MetricsRecord> Step();
   // Samples `samples` responses per example with the current policy (seeded; no training).
   Result<Evaluation> Evaluate(const std::vector<Example>& examples, int64_t samples,

@@ -131,9 +131,9 @@ TEST(RewardTest, RegistryBuiltinsAndUserFunctions) {
   EXPECT_EQ((*reg.Get("format"))("no marker 57", e), 0.0);
   EXPECT_EQ((*reg.Get("format"))("\\boxed{3}", e), 1.0);
   EXPECT_DOUBLE_EQ((*reg.Get("math_and_format"))("####57", e), 1.1);
-  ASSERT_TRUE(reg.Register("length", [](const std::string& r, const Example&) {
-                   return -0.01 * r.size();
-                 }).ok());
+  ASSERT_TRUE(
+      reg.Register("length", [](const std::string& r, const Example&) { return -0.01 * r.size(); })
+          .ok());
   EXPECT_DOUBLE_EQ((*reg.Get("length"))("abcd", e), -0.04);
   EXPECT_FALSE(reg.Register("math", MathReward).ok());
   auto missing = reg.Get("nope");

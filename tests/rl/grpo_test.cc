@@ -162,8 +162,7 @@ TEST(PolicyLossTest, KlClampAndEstimators) {
   for (int i = 0; i < 3; ++i) {
     double l = lp[i].item<double>(), r = ref[i].item<double>();
     EXPECT_NEAR(k1[i].item<double>(), std::clamp(l - r, -10.0, 10.0), kTol);
-    EXPECT_NEAR(k3[i].item<double>(), std::clamp(std::exp(r - l) - (r - l) - 1, -10.0, 10.0),
-                kTol);
+    EXPECT_NEAR(k3[i].item<double>(), std::clamp(std::exp(r - l) - (r - l) - 1, -10.0, 10.0), kTol);
   }
   EXPECT_EQ(k3[2].item<double>(), 10.0);  // exp(19.9) clamped
   EXPECT_EQ(k1[2].item<double>(), -10.0);

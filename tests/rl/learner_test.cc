@@ -100,8 +100,9 @@ TEST(LearnerTest, PpoEpochsKeepTheOldLogProbsOfTheRollout) {
 
   Learner recomputed(TinyModel(cfg, 12), one);
   for (int pass = 0; pass < 3; ++pass) ASSERT_TRUE(recomputed.GrpoStep(batch).ok());
-  EXPECT_GT((FlatWeights(recomputed.policy()) - FlatWeights(epochs.policy())).abs().max().item<double>(),
-            1e-4);
+  EXPECT_GT(
+      (FlatWeights(recomputed.policy()) - FlatWeights(epochs.policy())).abs().max().item<double>(),
+      1e-4);
   // Old log-probs that do not fit the batch are refused.
   auto short_old = old;
   short_old[0].push_back(0.0);
@@ -195,8 +196,8 @@ TEST(LearnerTest, KlNeedsReferenceAndExportMatchesPolicy) {
   EXPECT_GT(m->at("kl"), 0.0);
   auto w = with_ref.ExportWeights();
   EXPECT_EQ(w.tensors.size(), with_ref.policy()->NamedTensors().size());
-  EXPECT_TRUE(torch::equal(w.tensors.at("model.norm.weight"),
-                           with_ref.policy()->model->norm->weight));
+  EXPECT_TRUE(
+      torch::equal(w.tensors.at("model.norm.weight"), with_ref.policy()->model->norm->weight));
 }
 
 }  // namespace

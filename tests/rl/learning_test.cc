@@ -5,9 +5,10 @@
 // SFT stops at a validation criterion, not a fixed step count: the model learns this task in a
 // sharp transition (validation sampled accuracy ~0.1 for 300 steps, then 0.2 -> 0.64 within
 // 25 steps here) whose step can move with floating-point details (another CPU, another
-// LibTorch), so a fixed count could land before it on one machine and after it on another. It stops at the first check (every 5 steps
-// from step 150) where the sampled accuracy on a validation set (its own problems, neither
-// trained on nor held out) reaches 0.5: past the transition, before SFT sharpens the policy.
+// LibTorch), so a fixed count could land before it on one machine and after it on another. It stops
+// at the first check (every 5 steps from step 150) where the sampled accuracy on a validation set
+// (its own problems, neither trained on nor held out) reaches 0.5: past the transition, before SFT
+// sharpens the policy.
 //
 // Measured on the 2-core development machine (shared), see the printed line: held-out sampled
 // accuracy (T = 1, 4 samples per problem) 0.627 after SFT (325 steps) -> 0.834 after 40 GRPO
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <set>
+#include <type_traits>
 
 #include "rl/synthetic_task.h"
 #include "rl/trainer.h"
@@ -32,7 +34,7 @@ using testing::TinyConfig;
 using testing::TinyModel;
 
 struct LearningSetup {
-  int64_t hidden = 64, layers = 2;
+  int64_t hidden = 64, layers = 2, model_seed = 3;
   int64_t train_size = 2000, held_out_size = 200, validation_size = 100;
   int64_t sft_max_steps = 600, sft_batch = 64, sft_min_steps = 150, sft_check_every = 5;
   double sft_lr = 3e-3, sft_target = 0.5;
@@ -43,9 +45,11 @@ struct LearningSetup {
   static LearningSetup FromEnvironment() {
     LearningSetup s;
     auto get = [](const char* name, auto* value) {
-      if (const char* v = std::getenv(name)) *value = static_cast<std::decay_t<decltype(*value)>>(std::atof(v));
+      if (const char* v = std::getenv(name))
+        *value = static_cast<std::decay_t<decltype(*value)>>(std::atof(v));
     };
     get("TLT_RL_HIDDEN", &s.hidden);
+    get("TLT_RL_MODEL_SEED", &s.model_seed);
     get("TLT_RL_TRAIN_SIZE", &s.train_size);
     get("TLT_RL_SFT_MAX_STEPS", &s.sft_max_steps);
     get("TLT_RL_SFT_LR", &s.sft_lr);
@@ -61,8 +65,8 @@ struct LearningSetup {
 };
 
 // `count` problems of stream `seed` whose prompts are not in `exclude`.
-std::vector<Example> ProblemsOutside(const SyntheticTaskOptions& task, uint64_t seed,
-                                     int64_t count, const std::set<std::string>& exclude) {
+std::vector<Example> ProblemsOutside(const SyntheticTaskOptions& task, uint64_t seed, int64_t count,
+                                     const std::set<std::string>& exclude) {
   std::vector<Example> out;
   for (int64_t i = 0; i < 100 * count && int64_t(out.size()) < count; ++i) {
     Example e = SyntheticExample(task, seed, i);
@@ -86,7 +90,8 @@ TEST(LearningTest, SftThenGrpoRaisesAccuracy) {
   std::set<std::string> seen;
   for (const Example& e : train) seen.insert(e.prompt);
   const std::vector<Example> held_out = ProblemsOutside(task, 77, ls.held_out_size, seen);
-  ASSERT_EQ(int64_t(held_out.size()), ls.held_out_size) << "too few problems outside the training set";
+  ASSERT_EQ(int64_t(held_out.size()), ls.held_out_size)
+      << "too few problems outside the training set";
   for (const Example& e : held_out) seen.insert(e.prompt);
   const std::vector<Example> validation = ProblemsOutside(task, 78, ls.validation_size, seen);
   ASSERT_EQ(int64_t(validation.size()), ls.validation_size);
@@ -97,7 +102,8 @@ TEST(LearningTest, SftThenGrpoRaisesAccuracy) {
   lo.optimizer.warmup_steps = ls.warmup;
   lo.micro_batch_size = 64;
   lo.ppo_epochs = ls.ppo_epochs;
-  Learner learner(TinyModel(TinyConfig(vocab.vocab_size(), ls.hidden, ls.layers), 3), lo);
+  Learner learner(TinyModel(TinyConfig(vocab.vocab_size(), ls.hidden, ls.layers), ls.model_seed),
+                  lo);
   GrpoTrainerOptions o;
   o.prompts_per_step = ls.prompts_per_step;
   o.group_size = ls.group_size;
@@ -143,10 +149,11 @@ TEST(LearningTest, SftThenGrpoRaisesAccuracy) {
     auto m = (*trainer)->Step();
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     auto get = [&](const char* k) { return m->count(k) ? m->at(k) : 0.0; };
-    std::printf("grpo step %ld: train accuracy %.3f, groups dropped %.0f, clip %.3f (last epoch "
-                "%.3f), entropy %.3f, %.1f s\n", long(step), get("accuracy"),
-                get("groups_dropped"), get("clip_fraction"), get("clip_fraction_last_epoch"),
-                get("entropy"), get("time_step_s"));
+    std::printf(
+        "grpo step %ld: train accuracy %.3f, groups dropped %.0f, clip %.3f (last epoch "
+        "%.3f), entropy %.3f, %.1f s\n",
+        long(step), get("accuracy"), get("groups_dropped"), get("clip_fraction"),
+        get("clip_fraction_last_epoch"), get("entropy"), get("time_step_s"));
     if (ls.grpo_eval_every > 0 && (step + 1) % ls.grpo_eval_every == 0) {
       std::printf("grpo step %ld: held-out greedy accuracy %.3f\n", long(step + 1),
                   accuracy(held_out, 1, 0.0, 0));
@@ -154,10 +161,11 @@ TEST(LearningTest, SftThenGrpoRaisesAccuracy) {
   }
   const double greedy_after = accuracy(held_out, 1, 0.0, 0);
   const double sampled_after = accuracy(held_out, 4, 1.0, 123);
-  std::printf("held-out accuracy after SFT (%ld steps) -> after GRPO (%ld steps): sampled (T=1, 4 "
-              "per problem) %.3f -> %.3f, greedy %.3f -> %.3f; %.0f s (SFT %.0f s)\n",
-              long(sft_steps), long(ls.grpo_steps), sampled_before, sampled_after, greedy_before,
-              greedy_after, Seconds(start), sft_seconds);
+  std::printf(
+      "held-out accuracy after SFT (%ld steps) -> after GRPO (%ld steps): sampled (T=1, 4 "
+      "per problem) %.3f -> %.3f, greedy %.3f -> %.3f; %.0f s (SFT %.0f s)\n",
+      long(sft_steps), long(ls.grpo_steps), sampled_before, sampled_after, greedy_before,
+      greedy_after, Seconds(start), sft_seconds);
   EXPECT_GE(sampled_after, sampled_before + 0.10);
   EXPECT_GE(greedy_after, greedy_before - 0.05);
 }

@@ -1,4 +1,6 @@
 // Metrics JSONL, percentiles and the PNG writer.
+#include "rl/metrics.h"
+
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -6,7 +8,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "rl/metrics.h"
 #include "rl/plot.h"
 
 namespace tlt::rl {

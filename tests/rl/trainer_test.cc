@@ -1,17 +1,17 @@
 // GrpoTrainer end to end on the synthetic task: checkpoints (exact resume, corruption,
 // mismatch, retention), equal rewards, dropped zero-advantage groups.
-#include "runtime/file_util.h"
 #include "rl/trainer.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <set>
 
 #include "rl/checkpoint_store.h"
 #include "rl/synthetic_task.h"
 #include "rl_test_util.h"
+#include "runtime/file_util.h"
 
 namespace tlt::rl {
 namespace {
@@ -36,15 +36,15 @@ struct Setup {
 };
 
 std::unique_ptr<Setup> MakeSetup(uint64_t model_seed, RewardFunction reward, int64_t hidden = 32,
-                                 double lr = 1e-3,
-                                 GrpoTrainerOptions o = GrpoTrainerOptions()) {
+                                 double lr = 1e-3, GrpoTrainerOptions o = GrpoTrainerOptions()) {
   auto s = std::make_unique<Setup>();
   LearnerOptions lo;
   lo.optimizer.lr = lr;
   lo.micro_batch_size = 16;
   lo.mini_batches = 2;
   lo.ppo_epochs = 2;  // resume, equal rewards and retention hold with several passes too
-  s->learner = std::make_unique<Learner>(TinyModel(TinyConfig(s->vocab.vocab_size(), hidden), model_seed), lo);
+  s->learner = std::make_unique<Learner>(
+      TinyModel(TinyConfig(s->vocab.vocab_size(), hidden), model_seed), lo);
   o.prompts_per_step = 8;
   o.group_size = 8;
   o.max_new_tokens = 32;
@@ -109,7 +109,8 @@ TEST(TrainerTest, CorruptIncompleteAndMismatchedCheckpointsAreRefused) {
   ASSERT_TRUE(a->trainer->SaveCheckpoint((dir / "good").string()).ok());
   fs::copy(dir / "good", dir / "corrupt", fs::copy_options::recursive);
   {
-    std::fstream f(dir / "corrupt/policy/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(dir / "corrupt/policy/model.safetensors",
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(-3, std::ios::end);
     f.put('\x7f');
   }
@@ -144,9 +145,12 @@ TEST(TrainerTest, EqualRewardsLeaveWeightsUnchanged) {
 // 16 at first) must make it the rule within 15 steps (seen: 0.08 -> 0.85, the mean of the last
 // 3 steps); the learner's log-probs agree with those of the engine that sampled the tokens.
 TEST(TrainerTest, GrpoRaisesASimpleReward) {
-  auto s = MakeSetup(4, [](const std::string& response, const Example&) {
-    return !response.empty() && response[0] == '7' ? 1.0 : 0.0;
-  }, 32, 1e-2);
+  auto s = MakeSetup(
+      4,
+      [](const std::string& response, const Example&) {
+        return !response.empty() && response[0] == '7' ? 1.0 : 0.0;
+      },
+      32, 1e-2);
   double first = 0, last3 = 0;
   for (int step = 0; step < 15; ++step) {
     auto m = s->trainer->Step();
