@@ -1,12 +1,12 @@
 // Training checkpoints: written atomically, verified on load, resumed exactly.
 //
 // Layout of a checkpoint directory:
-//   policy/config.json, policy/model.safetensors   the policy in HF layout
-//   (models::SaveTransformer) optimizer.pt                                    AdamW state (torch
-//   serialize archive) rng.pt                                          LibTorch's default CPU
-//   generator state state.json                                      step, optimizer steps, data
-//   cursor, seed MANIFEST.json                                   size and CRC-32 of every file
-//   above
+// - policy/config.json, policy/model.safetensors: the policy in HF layout
+//   (models::SaveTransformer)
+// - optimizer.pt: AdamW state (torch serialize archive)
+// - rng.pt: LibTorch's default CPU generator state
+// - state.json: step, optimizer steps, data cursor, seed
+// - MANIFEST.json: size and CRC-32 of every file above (rl/checkpoint_store.h)
 // SaveCheckpoint() writes everything into `<dir>.tmp-<pid>`, fsyncs the files, writes the
 // manifest last, then renames the temporary directory to `dir`. A crash at any point leaves
 // either no `dir` or a complete one; a directory without a manifest (or whose files do not match
