@@ -155,6 +155,9 @@ double Learner::FinishOptimizerStep() {
 
 Result<MetricsRecord> Learner::GrpoStep(const std::vector<Sample>& batch) {
   if (batch.empty()) return InvalidArgument("GrpoStep: empty batch");
+  for (const Sample& s : batch) {  // before ResponseLogProbs, which needs a prompt token
+    if (s.prompt.empty()) return InvalidArgument("GrpoStep: a sample has an empty prompt");
+  }
   try {
     if (!HasSignal(batch) && options_.skip_no_signal_batches) {  // skipped: no forward needed
       std::vector<std::vector<double>> unused;

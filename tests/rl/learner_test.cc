@@ -103,7 +103,10 @@ TEST(LearnerTest, PpoEpochsKeepTheOldLogProbsOfTheRollout) {
   EXPECT_GT(
       (FlatWeights(recomputed.policy()) - FlatWeights(epochs.policy())).abs().max().item<double>(),
       1e-4);
-  // Old log-probs that do not fit the batch are refused.
+  // A sample without a prompt, and old log-probs that do not fit the batch, are refused.
+  auto no_prompt = batch;
+  no_prompt[1].prompt.clear();
+  EXPECT_FALSE(epochs.GrpoStep(no_prompt).ok());
   auto short_old = old;
   short_old[0].push_back(0.0);
   EXPECT_FALSE(epochs.GrpoStep(batch, short_old).ok());
