@@ -6,4 +6,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$root/scripts/build.sh"
 build=${TLT_BUILD_DIR:-$root/build}
 cd "$build"
-ctest --output-on-failure --timeout 900 -j "${TLT_TEST_JOBS:-2}"
+jobs=${TLT_TEST_JOBS:-2}
+# Each LibTorch test process would start one thread per core; with `jobs` tests at once that
+# oversubscribes the cores (OpenMP threads spin), so each gets its share unless set already.
+cores=$(nproc)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / jobs > 0 ? cores / jobs : 1 ))}
+ctest --output-on-failure --timeout 900 -j "$jobs"

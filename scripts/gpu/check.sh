@@ -45,7 +45,11 @@ if want fixtures && [ -f scripts/hf/make_fixtures.py ]; then
 fi
 
 if want tests; then
-  (cd /tmp/build && TLT_TEST_DEVICE=cuda ctest -j 8 --timeout 600 --output-on-failure > "$OUT/ctest.log" 2>&1)
+  # 8 test processes share the cores: without a per-process thread cap every LibTorch test
+  # starts one thread per core (8 x 16 threads), and the CPU-bound learning and statistical
+  # tests then ran past the device call's 600 s limit (2026-11-28).
+  (cd /tmp/build && OMP_NUM_THREADS=$(( $(nproc) / 8 > 0 ? $(nproc) / 8 : 1 )) TLT_TEST_DEVICE=cuda \
+    ctest -j 8 --timeout 600 --output-on-failure > "$OUT/ctest.log" 2>&1)
   note "tests: $(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -1)"
   grep -E "^\s+[0-9]+ - " "$OUT/ctest.log" | head -20 | tee -a "$summary"
 fi
