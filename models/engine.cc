@@ -68,22 +68,27 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
   return engine;
 }
 
-Result<RequestId> Engine::Submit(Request request, FinishCallback on_finish) {
+Status ValidateRequest(const Request& request, int64_t max_sequence_length, int64_t vocab_size) {
   const int64_t n = static_cast<int64_t>(request.prompt.size());
-  if (n < 1 || n >= options_.max_sequence_length) {
+  if (n < 1 || n >= max_sequence_length) {
     return InvalidArgument("prompt has " + std::to_string(n) + " tokens; need 1 .. " +
-                           std::to_string(options_.max_sequence_length - 1));
+                           std::to_string(max_sequence_length - 1));
   }
-  if (n > options_.max_prefill_tokens) {
-    return InvalidArgument("prompt longer than max_prefill_tokens");
-  }
-  const int64_t vocab = model_->config().vocab_size;
   for (int64_t t : request.prompt) {
-    if (t < 0 || t >= vocab)
+    if (t < 0 || t >= vocab_size)
       return InvalidArgument("prompt token " + std::to_string(t) + " out of vocabulary");
   }
   if (request.max_new_tokens < 1) return InvalidArgument("max_new_tokens must be >= 1");
   if (!(request.top_p > 0 && request.top_p <= 1)) return InvalidArgument("top_p must be in (0, 1]");
+  return Status::OK();
+}
+
+Result<RequestId> Engine::Submit(Request request, FinishCallback on_finish) {
+  RETURN_NOT_OK(
+      ValidateRequest(request, options_.max_sequence_length, model_->config().vocab_size));
+  if (static_cast<int64_t>(request.prompt.size()) > options_.max_prefill_tokens) {
+    return InvalidArgument("prompt longer than max_prefill_tokens");
+  }
   auto seq = std::make_unique<Sequence>();
   seq->id = next_id_++;
   seq->request = std::move(request);

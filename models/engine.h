@@ -52,6 +52,11 @@ struct Request {
   bool return_prompt_hidden_states = false;  // RequestResult::prompt_hidden_states
 };
 
+// kInvalidArgument naming the problem: a prompt that is empty, not shorter than
+// `max_sequence_length` or has a token outside [0, vocab_size); max_new_tokens < 1; top_p
+// outside (0, 1]. Every engine (plain or speculative) checks requests with it on Submit.
+Status ValidateRequest(const Request& request, int64_t max_sequence_length, int64_t vocab_size);
+
 enum class FinishReason { kLength, kStop, kCancelled };
 const char* FinishReasonName(FinishReason reason);
 

@@ -83,19 +83,8 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
 
 Result<models::RequestId> SpeculativeEngine::Submit(models::Request request,
                                                     models::FinishCallback on_finish) {
-  const int64_t n = static_cast<int64_t>(request.prompt.size());
-  if (n < 1 || n >= options_.max_sequence_length) {
-    return InvalidArgument("prompt has " + std::to_string(n) + " tokens; need 1 .. " +
-                           std::to_string(options_.max_sequence_length - 1));
-  }
-  const int64_t vocab = target_->config().vocab_size;
-  for (int64_t t : request.prompt) {
-    if (t < 0 || t >= vocab) {
-      return InvalidArgument("prompt token " + std::to_string(t) + " out of vocabulary");
-    }
-  }
-  if (request.max_new_tokens < 1) return InvalidArgument("max_new_tokens must be >= 1");
-  if (!(request.top_p > 0 && request.top_p <= 1)) return InvalidArgument("top_p must be in (0, 1]");
+  RETURN_NOT_OK(
+      models::ValidateRequest(request, options_.max_sequence_length, target_->config().vocab_size));
   auto seq = std::make_unique<Sequence>();
   seq->id = next_id_++;
   seq->request = std::move(request);
