@@ -88,6 +88,7 @@ Status KvCache::SetLength(int64_t slot, int64_t length) {
 }
 
 void KvCache::Release() {
+  storage_ = torch::Tensor();
   for (auto& t : keys_) t = torch::Tensor();
   for (auto& t : values_) t = torch::Tensor();
   std::fill(allocated_.begin(), allocated_.end(), false);
@@ -102,20 +103,45 @@ Status KvCache::Recreate() {
   if (!released_) return Status::OK();
   try {
     auto opts = torch::TensorOptions().dtype(options_.dtype).device(options_.device);
-    const std::vector<int64_t> shape = {options_.max_slots, options_.max_length,
-                                        options_.num_kv_heads, options_.head_dim};
+    storage_ = torch::zeros({2, options_.num_layers, options_.max_slots, options_.max_length,
+                             options_.num_kv_heads, options_.head_dim},
+                            opts);
     keys_.resize(options_.num_layers);
     values_.resize(options_.num_layers);
     for (int64_t l = 0; l < options_.num_layers; ++l) {
-      keys_[l] = torch::zeros(shape, opts);
-      values_[l] = torch::zeros(shape, opts);
+      keys_[l] = storage_[0][l];
+      values_[l] = storage_[1][l];
     }
   } catch (const c10::Error& e) {
+    storage_ = torch::Tensor();
     for (auto& t : keys_) t = torch::Tensor();
     for (auto& t : values_) t = torch::Tensor();
     return Unavailable(std::string("allocating the KV cache: ") + e.what_without_backtrace());
   }
   released_ = false;
+  return Status::OK();
+}
+
+Status KvCache::CopyPositions(int64_t slot, const std::vector<int64_t>& src,
+                              const std::vector<int64_t>& dst) {
+  if (released_) return Unavailable("KvCache::CopyPositions: the cache is released");
+  if (!is_allocated(slot) || src.size() != dst.size()) {
+    return InvalidArgument("KvCache::CopyPositions: slot " + std::to_string(slot) +
+                           " not allocated or src/dst sizes differ");
+  }
+  if (src.empty() || src == dst) return Status::OK();
+  std::vector<int64_t> both(src);
+  both.insert(both.end(), dst.begin(), dst.end());
+  for (int64_t p : both) {
+    if (p < 0 || p >= options_.max_length) {
+      return InvalidArgument("KvCache::CopyPositions: position " + std::to_string(p) +
+                             " outside [0, " + std::to_string(options_.max_length) + ")");
+    }
+  }
+  const int64_t n = static_cast<int64_t>(src.size());
+  torch::Tensor index = torch::tensor(both, torch::kInt64).to(options_.device);
+  torch::Tensor row = storage_.select(2, slot);  // [2, layers, max_length, kv heads, head dim]
+  row.index_copy_(2, index.narrow(0, n, n), row.index_select(2, index.narrow(0, 0, n)));
   return Status::OK();
 }
 

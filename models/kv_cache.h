@@ -64,6 +64,11 @@ class KvCache {
   // undefined tensors while released.
   torch::Tensor& keys(int64_t layer) { return keys_[layer]; }
   torch::Tensor& values(int64_t layer) { return values_[layer]; }
+  // Copies the keys and values at positions src[i] of `slot` to dst[i], in every layer, with one
+  // gather and one scatter on the device (all reads happen before the writes). Speculative
+  // decoding uses it to move an accepted tree path to consecutive positions.
+  Status CopyPositions(int64_t slot, const std::vector<int64_t>& src,
+                       const std::vector<int64_t>& dst);
 
   // Frees the memory (on CUDA also returns it from the caching allocator to the device).
   void Release();
@@ -73,6 +78,9 @@ class KvCache {
 
  private:
   KvCacheOptions options_;
+  // [2 (keys, values), num_layers, max_slots, max_length, num_kv_heads, head_dim]: one
+  // allocation; keys_/values_ are views of it.
+  torch::Tensor storage_;
   std::vector<torch::Tensor> keys_;
   std::vector<torch::Tensor> values_;
   std::vector<bool> allocated_;

@@ -206,22 +206,12 @@ models::ForwardOutput TreeForward(models::Transformer& model, const TreeBatch& b
 
 void CompactAcceptedPath(models::KvCache* cache, int64_t slot, int64_t start,
                          const std::vector<int64_t>& path) {
-  if (path.empty()) return;
   std::vector<int64_t> src, dst;
   for (size_t i = 0; i < path.size(); ++i) {
     src.push_back(start + path[i]);
     dst.push_back(start + 1 + static_cast<int64_t>(i));
   }
-  if (src == dst) return;
-  const torch::Device device = cache->keys(0).device();
-  torch::Tensor s = torch::tensor(src, torch::kInt64).to(device);
-  torch::Tensor d = torch::tensor(dst, torch::kInt64).to(device);
-  for (int64_t layer = 0; layer < cache->options().num_layers; ++layer) {
-    for (torch::Tensor* t : {&cache->keys(layer), &cache->values(layer)}) {
-      torch::Tensor row = t->select(0, slot);
-      row.index_copy_(0, d, row.index_select(0, s));
-    }
-  }
+  CHECK_OK(cache->CopyPositions(slot, src, dst));
 }
 
 }  // namespace tlt::speculative

@@ -317,5 +317,36 @@ TEST(KvCacheTest, SlotsLengthsReleaseRecreate) {
   EXPECT_EQ(cache.values(0).sizes(), (std::vector<int64_t>{2, 16, 2, 8}));
 }
 
+TEST(KvCacheTest, CopyPositionsMovesKeysAndValuesOfEveryLayer) {
+  KvCache cache(KvCacheOptions::ForModel(TinyConfig("llama", 4, 2, false), 2, 16,
+                                         torch::kFloat32, torch::kCPU));
+  auto slot = cache.AllocateSlot();
+  ASSERT_TRUE(slot.ok());
+  for (int64_t l = 0; l < 2; ++l) {
+    cache.keys(l).copy_(torch::randn_like(cache.keys(l)));
+    cache.values(l).copy_(torch::randn_like(cache.values(l)));
+  }
+  std::vector<torch::Tensor> before;
+  for (int64_t l = 0; l < 2; ++l) {
+    before.push_back(cache.keys(l).clone());
+    before.push_back(cache.values(l).clone());
+  }
+  // Overlapping: position 6 is read (to 4) and written (from 9) in one call.
+  ASSERT_TRUE(cache.CopyPositions(*slot, {6, 9}, {4, 6}).ok());
+  for (int64_t l = 0; l < 2; ++l) {
+    for (int kv = 0; kv < 2; ++kv) {
+      const torch::Tensor& now = kv == 0 ? cache.keys(l) : cache.values(l);
+      const torch::Tensor& old = before[2 * l + kv];
+      EXPECT_TRUE(torch::equal(now[*slot][4], old[*slot][6]));
+      EXPECT_TRUE(torch::equal(now[*slot][6], old[*slot][9]));
+      EXPECT_TRUE(torch::equal(now[*slot][5], old[*slot][5]));
+      EXPECT_TRUE(torch::equal(now[1 - *slot], old[1 - *slot]));  // the other slot untouched
+    }
+  }
+  EXPECT_FALSE(cache.CopyPositions(*slot, {3}, {16}).ok());      // past max_length
+  EXPECT_FALSE(cache.CopyPositions(1 - *slot, {3}, {4}).ok());   // slot not allocated
+  EXPECT_FALSE(cache.CopyPositions(*slot, {3, 4}, {5}).ok());    // sizes differ
+}
+
 }  // namespace
 }  // namespace tlt::models
