@@ -4,10 +4,12 @@
 // bench/hf_generate_bench.py runs transformers on exactly the same model.
 //
 //   engine_bench --out DIR [--batch-sizes 1,8,32,128] [--new-tokens 128] [--device cuda]
-//                [--fused 1] [--graphs 1]
+//                [--fused 1] [--graphs 1] [--gemv 1]
 // --fused 0 measures the eager decode (Transformer::Forward each step), --graphs 0 the fused
-// kernels without CUDA graphs. Prints one JSON object: engine_tokens_per_s_bs{N},
-// engine_seconds_bs{N}, weights_bytes, config, whether the fused path ran.
+// kernels without CUDA graphs, --gemv 0 the fused path with cuBLAS GEMMs also for batches of
+// <= 8 rows (EngineOptions::small_batch_gemv). Prints one JSON object:
+// engine_tokens_per_s_bs{N}, engine_seconds_bs{N}, decode_ms_per_step_bs{N} (wall time of one
+// decode step, prefill split off), weights_bytes, config, whether the fused path ran.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -23,7 +25,7 @@ namespace m = tlt::models;
 int main(int argc, char** argv) {
   std::string out = "/tmp/qwen2-0.5b-random", device_name = "cuda", sizes = "1,8,32,128";
   int64_t new_tokens = 128, prompt_tokens = 32;
-  bool fused = true, graphs = true;
+  bool fused = true, graphs = true, gemv = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--out") out = v;
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
     else if (k == "--new-tokens") new_tokens = std::stoll(v);
     else if (k == "--fused") fused = v != "0";
     else if (k == "--graphs") graphs = v != "0";
+    else if (k == "--gemv") gemv = v != "0";
     else { std::cerr << "unknown flag " << k << "\n"; return 2; }
   }
   torch::Device device(device_name);
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
     options.max_sequence_length = prompt_tokens + new_tokens + 8;
     options.fused_decode = fused;
     options.cuda_graphs = graphs;
+    options.small_batch_gemv = gemv;
     auto engine = m::Engine::Create(model, options);
     if (!engine.ok()) { std::cerr << engine.status().ToString() << "\n"; return 1; }
     std::vector<m::Request> requests;
@@ -108,6 +112,7 @@ int main(int argc, char** argv) {
     result["prefill_seconds_bs" + part] = prefill_seconds;
     result["decode_ms_per_step_bs" + part] = 1e3 * (seconds - prefill_seconds) / (new_tokens - 1);
     result["fused_decode"] = (*engine)->fused_decode_active();
+    result["small_batch_gemv"] = gemv;
     result["cuda_graphs_bs" + part] = (*engine)->num_cuda_graphs();
     std::cerr << "batch " << bs << ": " << generated / seconds << " tokens/s, prefill "
               << prefill_seconds * 1e3 << " ms, decode step "

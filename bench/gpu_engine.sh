@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
 # GPU benchmark of the models/ engine against transformers and the bandwidth floor.
 #   bench/gpu_engine.sh BUILD_DIR OUT_DIR      (run by scripts/gpu/check.sh bench or engine)
-# Logs of all three runs go to OUT_DIR/engine_bench.log.
+# Runs the engine three ways (default: small-batch GEMVs for batches <= 8; --gemv 0: cuBLAS
+# GEMMs at every batch size; --fused 0: eager Transformer::Forward) and transformers; logs of
+# all runs go to OUT_DIR/engine_bench.log. The table shows tokens/s and the wall time of one
+# decode step (ms) side by side.
 set -uo pipefail
 build=$1; out=$2
-"$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random > "$out/engine_bench.json" 2> "$out/engine_bench.log" || { tail -5 "$out/engine_bench.log"; exit 1; }
-"$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random-eager --fused 0 > "$out/engine_bench_eager.json" 2>> "$out/engine_bench.log" || { tail -5 "$out/engine_bench.log"; exit 1; }
-python3 bench/hf_generate_bench.py /tmp/qwen2-0.5b-random > "$out/hf_bench.json" 2>> "$out/engine_bench.log" || { tail -5 "$out/engine_bench.log"; exit 1; }
-python3 - "$out/engine_bench.json" "$out/hf_bench.json" "$out/engine_bench_eager.json" <<'PY'
+log="$out/engine_bench.log"
+"$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random > "$out/engine_bench.json" 2> "$log" || { tail -5 "$log"; exit 1; }
+"$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random-cublas --gemv 0 > "$out/engine_bench_cublas.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
+"$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random-eager --fused 0 > "$out/engine_bench_eager.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
+python3 bench/hf_generate_bench.py /tmp/qwen2-0.5b-random > "$out/hf_bench.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
+python3 - "$out/engine_bench.json" "$out/hf_bench.json" "$out/engine_bench_eager.json" "$out/engine_bench_cublas.json" <<'PY'
 import json, sys
-e = json.load(open(sys.argv[1])); h = json.load(open(sys.argv[2])); g = json.load(open(sys.argv[3]))
-print(f"fused decode: {e.get('fused_decode')}; eager column: the engine with --fused 0")
+e = json.load(open(sys.argv[1])); h = json.load(open(sys.argv[2]))
+g = json.load(open(sys.argv[3])); c = json.load(open(sys.argv[4]))
+print(f"fused decode: {e.get('fused_decode')}; engine: GEMVs for batches <= 8; cublas: --gemv 0; "
+      "eager: --fused 0; ms: wall time of one decode step")
 print(f"copy bandwidth {h['copy_bandwidth_gb_per_s']:.0f} GB/s, weights {e['weights_bytes']/1e9:.2f} GB")
-print("batch  engine tok/s  eager tok/s  hf tok/s  floor tok/s  engine/hf  engine/floor")
+print("batch  engine tok/s  (ms)  cublas tok/s  (ms)  eager tok/s  hf tok/s  floor tok/s  engine/hf  engine/floor")
 for bs in (1, 8, 32, 128):
     k = f"bs{bs}"
     if f"engine_tokens_per_s_{k}" not in e: continue
     en, hf, fl = e[f"engine_tokens_per_s_{k}"], h[f"hf_tokens_per_s_{k}"], h[f"floor_tokens_per_s_{k}"]
     ea = g.get(f"engine_tokens_per_s_{k}", 0)
-    print(f"{bs:5d}  {en:12.0f}  {ea:11.0f}  {hf:8.0f}  {fl:11.0f}  {en/hf:9.2f}  {en/fl:12.2f}")
+    cb = c.get(f"engine_tokens_per_s_{k}", 0)
+    ems = e.get(f"decode_ms_per_step_{k}", 0); cms = c.get(f"decode_ms_per_step_{k}", 0)
+    print(f"{bs:5d}  {en:12.0f} {ems:5.2f}  {cb:12.0f} {cms:5.2f}  {ea:11.0f}  {hf:8.0f}  {fl:11.0f}  {en/hf:9.2f}  {en/fl:12.2f}")
 PY

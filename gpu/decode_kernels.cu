@@ -126,7 +126,6 @@ __global__ void RotaryCacheWriteKernel(const T* __restrict__ qkv, const T* __res
 constexpr int kAttnThreads = 128;  // one key per thread per tile
 constexpr int kMaxGroup = 16;
 constexpr int kMaxHeadDim = 256;
-constexpr int kGemvMaxRows = 8;
 
 int SplitLength(int64_t max_length, int64_t batch, int64_t num_kv_heads) {
   // Whole tiles of 128 keys, at most 64 chunks per row. Small batches split finer (chunks of
@@ -379,119 +378,6 @@ __global__ void SiluMulKernel(const T* __restrict__ gate_up, T* __restrict__ out
   }
 }
 
-// ---- Small-batch GEMV with fused RMSNorm prologue and bias/residual or SiLU*mul epilogue ----
-constexpr int kGemvWarps = 4;
-
-// One warp per output column n. x (normalized when norm_w) staged in shared memory as float.
-template <typename T, bool kSilu>
-__global__ void __launch_bounds__(kGemvWarps * 32)
-    GemvKernel(const T* __restrict__ x, const T* __restrict__ norm_w, const T* __restrict__ w,
-               const T* __restrict__ bias, const T* __restrict__ residual, T* __restrict__ out,
-               int B, int N, int K, float eps) {
-  extern __shared__ float xs[];  // [B, K]
-  __shared__ float inv[kGemvMaxRows];
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  for (int idx = tid; idx < B * K; idx += blockDim.x) xs[idx] = ToFloat<T>(x[idx]);
-  __syncthreads();
-  if (norm_w != nullptr) {
-    for (int r = warp; r < B; r += kGemvWarps) {
-      float s = 0.f;
-      for (int k = lane; k < K; k += 32) s += xs[r * K + k] * xs[r * K + k];
-      s = WarpSum(s);
-      if (lane == 0) inv[r] = rsqrtf(s / K + eps);
-    }
-    __syncthreads();
-    for (int idx = tid; idx < B * K; idx += blockDim.x) {
-      const int r = idx / K, k = idx % K;
-      xs[idx] = Round<T>(ToFloat<T>(norm_w[k]) * Round<T>(xs[idx] * inv[r]));
-    }
-    __syncthreads();
-  }
-  const int n = blockIdx.x * kGemvWarps + warp;
-  if (n >= N) return;
-  constexpr int kVec = 16 / sizeof(T);
-  const T* row = w + static_cast<int64_t>(n) * K;
-  const T* row2 = kSilu ? w + static_cast<int64_t>(N + n) * K : row;  // up rows follow gate rows
-  float acc[kGemvMaxRows], acc2[kGemvMaxRows];
-#pragma unroll
-  for (int r = 0; r < kGemvMaxRows; ++r) acc[r] = acc2[r] = 0.f;
-  for (int k0 = lane * kVec; k0 < K; k0 += 32 * kVec) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(row + k0);
-    const T* e = reinterpret_cast<const T*>(&raw);
-    float wv[kVec], wv2[kVec];
-#pragma unroll
-    for (int i = 0; i < kVec; ++i) wv[i] = ToFloat<T>(e[i]);
-    if (kSilu) {
-      const uint4 raw2 = *reinterpret_cast<const uint4*>(row2 + k0);
-      const T* e2 = reinterpret_cast<const T*>(&raw2);
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) wv2[i] = ToFloat<T>(e2[i]);
-    }
-#pragma unroll
-    for (int r = 0; r < kGemvMaxRows; ++r) {
-      if (r < B) {
-        float xv[kVec];
-#pragma unroll
-        for (int i = 0; i < kVec; i += 4) {  // 16-byte shared loads (k0 is a multiple of 4)
-          const float4 t = *reinterpret_cast<const float4*>(xs + r * K + k0 + i);
-          xv[i] = t.x;
-          xv[i + 1] = t.y;
-          xv[i + 2] = t.z;
-          xv[i + 3] = t.w;
-        }
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          acc[r] += wv[i] * xv[i];
-          if (kSilu) acc2[r] += wv2[i] * xv[i];
-        }
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < kGemvMaxRows; ++r) {
-    if (r < B) {
-      acc[r] = WarpSum(acc[r]);
-      if (kSilu) acc2[r] = WarpSum(acc2[r]);
-    }
-  }
-  if (lane != 0) return;
-#pragma unroll
-  for (int r = 0; r < kGemvMaxRows; ++r) {
-    if (r >= B) continue;
-    float y;
-    if (kSilu) {
-      const float g = Round<T>(acc[r]), u = Round<T>(acc2[r]);
-      y = Round<T>(g / (1.f + expf(-g))) * u;
-    } else {
-      y = acc[r] + (bias != nullptr ? ToFloat<T>(bias[n]) : 0.f);
-      if (residual != nullptr)
-        y = Round<T>(y) + ToFloat<T>(residual[static_cast<int64_t>(r) * N + n]);
-    }
-    out[static_cast<int64_t>(r) * N + n] = FromFloat<T>(y);
-  }
-}
-
-template <typename T>
-struct GemvLaunch {
-  static void Run(const void* x, const void* norm_w, const void* w, const void* bias,
-                  const void* residual, void* out, int64_t B, int64_t N, int64_t K, float eps,
-                  int silu, cudaStream_t stream) {
-    const unsigned blocks = static_cast<unsigned>((N + kGemvWarps - 1) / kGemvWarps);
-    const size_t smem = static_cast<size_t>(B * K) * sizeof(float);
-    auto args = [&](auto kernel) {
-      kernel<<<blocks, kGemvWarps * 32, smem, stream>>>(
-          static_cast<const T*>(x), static_cast<const T*>(norm_w), static_cast<const T*>(w),
-          static_cast<const T*>(bias), static_cast<const T*>(residual), static_cast<T*>(out),
-          static_cast<int>(B), static_cast<int>(N), static_cast<int>(K), eps);
-    };
-    if (silu) {
-      args(GemvKernel<T, true>);
-    } else {
-      args(GemvKernel<T, false>);
-    }
-  }
-};
-
 template <template <typename> class Launch, typename... Args>
 cudaError_t Dispatch(int dtype, Args... args) {
   switch (dtype) {
@@ -610,19 +496,6 @@ cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const 
   return Dispatch<AttentionLaunch>(dtype, q, cos, sin, k_cache, v_cache, positions, slots, out,
                                    workspace, batch, num_heads, num_kv_heads, head_dim, max_length,
                                    stream);
-}
-
-int TltGemvSupported(int dtype, int64_t rows, int64_t k) {
-  const int64_t vec = dtype == kTltFloat32 ? 4 : 8;
-  return rows >= 1 && rows <= kGemvMaxRows && k % vec == 0 && rows * k * 4 <= 48 * 1024;
-}
-
-cudaError_t TltGemv(int dtype, const void* x, const void* norm_weight, const void* weight,
-                    const void* bias, const void* residual, void* out, int64_t rows, int64_t n,
-                    int64_t k, float eps, int silu_mul, cudaStream_t stream) {
-  if (!TltGemvSupported(dtype, rows, k)) return cudaErrorInvalidValue;
-  return Dispatch<GemvLaunch>(dtype, x, norm_weight, weight, bias, residual, out, rows, n, k, eps,
-                              silu_mul, stream);
 }
 
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,

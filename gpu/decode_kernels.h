@@ -53,17 +53,6 @@ cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const 
                                int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
                                int64_t max_length, cudaStream_t stream);
 
-// Small-batch y = x W^T (W [n, k] row-major, as a Linear's weight) for 1 <= rows <= 8, one warp
-// per output column, in float32 with one rounding per eager op:
-//   norm_weight (may be null): x is first RMSNorm'ed with it (as TltRmsNorm);
-//   silu_mul = 0: y = round(x W^T + bias) + residual (bias, residual [rows, n] may be null);
-//   silu_mul = 1: W is [2 n, k] (gate rows, then up rows), y = round(silu(gate)) * up.
-// TltGemvSupported: rows <= 8, k a multiple of 16 bytes, rows * k floats within 48 KiB.
-int TltGemvSupported(int dtype, int64_t rows, int64_t k);
-cudaError_t TltGemv(int dtype, const void* x, const void* norm_weight, const void* weight,
-                    const void* bias, const void* residual, void* out, int64_t rows, int64_t n,
-                    int64_t k, float eps, int silu_mul, cudaStream_t stream);
-
 // gate_up [rows, 2 I] (gate, then up) -> out [rows, I] = round(silu(gate)) * up.
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,
                        int64_t intermediate, cudaStream_t stream);

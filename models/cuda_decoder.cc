@@ -11,6 +11,7 @@
 #include <map>
 
 #include "gpu/decode_kernels.h"
+#include "gpu/gemv_kernels.h"
 
 // Checks a CUDA call; throws c10::Error naming the file and line (caught in Decode).
 #define TLT_CUDA_CHECK(expr)                                                        \
@@ -270,10 +271,7 @@ class CudaDecoderImpl : public CudaDecoder {
       const torch::Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].in_norm : final_norm_;
       RmsNorm(h, next, x, stream);
     }
-    bk.hidden = x;
-    bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
-    bk.packed = torch::stack(
-        {bk.logits.argmax(-1).to(torch::kFloat64), torch::zeros({B}, opts.dtype(torch::kFloat64))});
+    Head(bk, x, /*gemv=*/false, eps, stream);
   }
 
   // Rotary, cache write and attention for one layer; qkv [B, (H + 2 KV) D] -> [B, H D].
@@ -304,55 +302,104 @@ class CudaDecoderImpl : public CudaDecoder {
     return attn;
   }
 
-  // Small batches: the RMSNorms run inside the q/k/v and gate/up GEMVs, the residual adds and
-  // SiLU*mul in their epilogues.
+  // Small batches (gpu/gemv_kernels.h): every projection is one GEMV, the RMSNorms fused in
+  // front of q/k/v, gate/up and the LM head, the bias, residual add and SiLU*mul behind; per
+  // layer four GEMVs plus the attention kernel(s), then the LM-head GEMV (float32 logits, the
+  // normed hidden state, greedy argmax) and one tiny pack kernel. gemv_o / gemv_down false (k
+  // too large for the GEMV's shared memory): cuBLAS addmm for that projection.
   void ForwardSmall(Bucket& bk, bool gemv_o, bool gemv_down, int64_t ws_floats, float eps) {
     const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
     const int64_t D = config_.head_dim, I = config_.intermediate_size;
-    const int64_t hidden = config_.hidden_size;
     const int64_t qkv_n = (H + 2 * KV) * D;
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    auto ptr = [](const torch::Tensor& t) -> const void* {
-      return t.defined() ? t.data_ptr() : nullptr;
-    };
+    const torch::Tensor none;
     torch::Tensor h = embed_.index_select(0, bk.input[kToken]);
     for (size_t l = 0; l < layers_.size(); ++l) {
       const Layer& L = layers_[l];
       torch::Tensor qkv = torch::empty({B, qkv_n}, opts);
-      TLT_CUDA_CHECK(TltGemv(kernel_dtype_, h.data_ptr(), L.in_norm.data_ptr(),
-                             L.qkv_w.dest.data_ptr(), ptr(L.qkv_b.dest), nullptr, qkv.data_ptr(), B,
-                             qkv_n, hidden, eps, 0, stream));
+      TltGemvParams p = GemvParams(h, L.in_norm, L.qkv_w.dest, qkv, eps);
+      p.bias = TensorPointer(L.qkv_b.dest);
+      TLT_CUDA_CHECK(TltGemv(&p, stream));
       torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
       if (gemv_o) {
         torch::Tensor next = torch::empty_like(h);
-        TLT_CUDA_CHECK(TltGemv(kernel_dtype_, attn.data_ptr(), nullptr, L.o_w.data_ptr(),
-                               ptr(L.o_b), h.data_ptr(), next.data_ptr(), B, hidden, H * D, eps, 0,
-                               stream));
+        p = GemvParams(attn, none, L.o_w, next, eps);
+        p.bias = TensorPointer(L.o_b);
+        p.residual = h.data_ptr();
+        TLT_CUDA_CHECK(TltGemv(&p, stream));
         h = next;
       } else {
         h = torch::addmm(h, attn, L.o_w.t());
         if (L.o_b.defined()) h.add_(L.o_b);
       }
       torch::Tensor act = torch::empty({B, I}, opts);
-      TLT_CUDA_CHECK(TltGemv(kernel_dtype_, h.data_ptr(), L.post_norm.data_ptr(),
-                             L.gate_up_w.dest.data_ptr(), nullptr, nullptr, act.data_ptr(), B, I,
-                             hidden, eps, 1, stream));
+      p = GemvParams(h, L.post_norm, L.gate_up_w.dest, act, eps);
+      p.silu_mul = 1;
+      TLT_CUDA_CHECK(TltGemv(&p, stream));
       if (gemv_down) {
         torch::Tensor next = torch::empty_like(h);
-        TLT_CUDA_CHECK(TltGemv(kernel_dtype_, act.data_ptr(), nullptr, L.down_w.data_ptr(), nullptr,
-                               h.data_ptr(), next.data_ptr(), B, hidden, I, eps, 0, stream));
+        p = GemvParams(act, none, L.down_w, next, eps);
+        p.residual = h.data_ptr();
+        TLT_CUDA_CHECK(TltGemv(&p, stream));
         h = next;
       } else {
         h = torch::addmm(h, act, L.down_w.t());
       }
     }
-    torch::Tensor x = torch::empty_like(h);
-    RmsNorm(h, final_norm_, x, stream);
-    bk.hidden = x;
-    bk.logits = torch::mm(x, head_.t()).to(torch::kFloat32);
-    bk.packed = torch::stack(
-        {bk.logits.argmax(-1).to(torch::kFloat64), torch::zeros({B}, opts.dtype(torch::kFloat64))});
+    Head(bk, h, /*gemv=*/true, eps, stream);
+  }
+
+  static const void* TensorPointer(const torch::Tensor& t) {
+    return t.defined() ? t.data_ptr() : nullptr;
+  }
+
+  // A GEMV out [B, n] = x [B, k] W^T (W [n, k], or [2 n, k] gate/up rows; n from out's width),
+  // x RMSNorm'ed with `norm` first when defined. Bias, residual and epilogue: the caller.
+  TltGemvParams GemvParams(const torch::Tensor& x, const torch::Tensor& norm,
+                           const torch::Tensor& w, const torch::Tensor& out, float eps) const {
+    TORCH_CHECK(x.is_contiguous() && w.is_contiguous() && out.is_contiguous(),
+                "cuda decoder: GEMV operands must be contiguous");
+    TltGemvParams p{};
+    p.dtype = kernel_dtype_;
+    p.x = x.data_ptr();
+    p.norm_weight = TensorPointer(norm);
+    p.eps = eps;
+    p.weight = w.data_ptr();
+    p.out = out.data_ptr();
+    p.rows = x.size(0);
+    p.n = out.size(1);
+    p.k = x.size(1);
+    return p;
+  }
+
+  // The step's tail (Compute and ForwardSmall): bk.hidden = the final-normed state [B, hidden]
+  // (model dtype), bk.logits = float32 logits [B, V], bk.packed = float64 [2, B]: greedy
+  // tokens (argmax, first index of the maximum) and zero log-probs. gemv: `h` is the residual
+  // stream before the final RMSNorm; one GEMV normalizes it (writing bk.hidden), applies the
+  // head straight to float32 and reduces the argmax per block, a pack kernel finishes it.
+  // Otherwise `h` is already normed: cuBLAS mm, .to(float32), TltGreedyPack.
+  void Head(Bucket& bk, const torch::Tensor& h, bool gemv, float eps, cudaStream_t stream) {
+    const int64_t B = bk.size, V = head_.size(0);
+    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
+    bk.packed = torch::empty({2, B}, opts.dtype(torch::kFloat64));
+    if (!gemv) {
+      bk.hidden = h;
+      bk.logits = torch::mm(h, head_.t()).to(torch::kFloat32).contiguous();
+      TLT_CUDA_CHECK(TltGreedyPack(bk.logits.data_ptr<float>(), B, V,
+                                   bk.packed.data_ptr<double>(), B, stream));
+      return;
+    }
+    bk.hidden = torch::empty_like(h);
+    bk.logits = torch::empty({B, V}, opts.dtype(torch::kFloat32));
+    torch::Tensor ws = torch::empty({TltGemvWorkspaceBytes(B)}, opts.dtype(torch::kUInt8));
+    TltGemvParams p = GemvParams(h, final_norm_, head_, bk.logits, eps);
+    p.norm_out = bk.hidden.data_ptr();
+    p.out_float32 = 1;
+    p.greedy_packed = bk.packed.data_ptr<double>();
+    p.packed_stride = B;
+    p.workspace = ws.data_ptr();
+    TLT_CUDA_CHECK(TltGemv(&p, stream));
   }
 
   // Collects the parameters the kernels read and builds the concatenated weights.

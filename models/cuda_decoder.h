@@ -37,13 +37,12 @@ namespace tlt::models {
 
 struct CudaDecoderOptions {
   bool use_graphs = true;  // false: run the fused kernels eagerly every step
-  // Batches of <= 8 rows: the projections run as warp-per-column GEMVs with the RMSNorm fused
-  // in front and the bias/residual add or SiLU*mul fused behind (5-6 kernels per layer).
-  // Off by default: correct (tested) but measured slower than cuBLAS on the H200 (485 vs 583
-  // tokens/s at batch 1, 2369 vs 4621 at batch 8; see docs/benchmarks.md): every block
-  // re-stages and re-normalizes x in shared memory and the 8-row inner loop is bound by shared
-  // memory loads.
-  bool small_batch_gemv = false;
+  // Batch buckets of <= 8 rows: every projection and the LM head run as small-batch GEMVs
+  // (gpu/gemv_kernels.h: persistent grid, x staged and RMSNorm'ed once per block) with the
+  // RMSNorm fused in front and the bias/residual add, SiLU*mul or float32 logits + greedy
+  // argmax behind: 4 GEMVs + attention per layer, 2 kernels for the head. false: cuBLAS GEMMs
+  // (the comparison column of bench/engine_bench --gemv 0).
+  bool small_batch_gemv = true;
   // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
   bool fuse_rotary = true;
 };

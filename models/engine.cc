@@ -57,6 +57,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
     if (options.fused_decode && options.device.is_cuda()) {
       CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
+      decoder_options.small_batch_gemv = options.small_batch_gemv;
       std::string why;
       engine->decoder_ =
           CudaDecoder::Create(engine->model_, engine->cache_.get(), decoder_options, &why);

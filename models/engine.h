@@ -87,6 +87,8 @@ struct EngineOptions {
   // for an unsupported model, the engine falls back to Transformer::Forward (as when false).
   bool fused_decode = true;
   bool cuda_graphs = true;
+  // Fused decode only: CudaDecoderOptions::small_batch_gemv (GEMVs for batches of <= 8 rows).
+  bool small_batch_gemv = true;
 };
 
 class Engine {

@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "models/engine.h"
 #include "tests/models/test_models.h"
 
@@ -135,6 +137,124 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaDecoderLogitsTest,
                              if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            }
                            return n;
+                         });
+
+// Small-batch GEMV path (gpu/gemv_kernels.h) at exactly R rows (the cache has R slots, so the
+// last bucket is R): R = 1, 2, 3, 8, float32 and bfloat16, on the qwen-like model (q/k/v bias,
+// tied head, odd vocab) and a wider one (hidden 1024: k split over several warps). Each step:
+// GEMV logits (eager kernels and graph) vs Transformer::Forward with the tolerances above, vs
+// the cuBLAS fused path, graph == eager kernels; the final-normed hidden state vs the eager
+// one; Decode's greedy tokens == the argmax of the GEMV path's logits (== eager's in float32).
+struct GemvCase {
+  int64_t rows;
+  torch::Dtype dtype;
+  bool wide;
+};
+
+class CudaDecoderGemvTest : public ::testing::TestWithParam<GemvCase> {};
+
+TEST_P(CudaDecoderGemvTest, MatchesEagerForward) {
+  SKIP_WITHOUT_FUSED();
+  const GemvCase& p = GetParam();
+  const bool f32 = p.dtype == torch::kFloat32;
+  const double tolerance = f32 ? 1e-4 : 5e-2;
+  ModelConfig c = QwenLikeConfig();
+  if (p.wide) {
+    c = testing::TinyConfig("qwen2", 16, 2, /*tied=*/false, 1e6, /*vocab=*/1000);
+    c.hidden_size = 16 * 64;
+    c.head_dim = 64;
+    c.intermediate_size = 2048;
+  }
+  Transformer model = MakeModel(c, 21, p.dtype);
+  const int64_t R = p.rows;
+  KvCache cache(KvCacheOptions::ForModel(c, R, 64, p.dtype, torch::kCUDA));
+  CudaDecoderOptions gemv_eager, gemv_graphs, cublas;
+  gemv_eager.use_graphs = false;
+  cublas.use_graphs = false;
+  cublas.small_batch_gemv = false;
+  auto eager_kernels = CudaDecoder::Create(model, &cache, gemv_eager);
+  auto graphs = CudaDecoder::Create(model, &cache, gemv_graphs);
+  auto gemm = CudaDecoder::Create(model, &cache, cublas);
+  ASSERT_TRUE(eager_kernels && graphs && gemm);
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> lengths, slots, next;
+  for (int64_t b = 0; b < R; ++b) {
+    lengths.push_back(3 + 5 * b % 17);
+    slots.push_back(b);
+    next.push_back((7 * b + 2) % c.vocab_size);
+    ASSERT_TRUE(cache.AllocateSlot().ok());
+  }
+  const int64_t T = *std::max_element(lengths.begin(), lengths.end());
+  torch::manual_seed(22);
+  torch::Tensor prompt = torch::randint(c.vocab_size, {R, T}, torch::kInt64).to(torch::kCUDA);
+  model->Forward(prompt, BatchLayout::Make(std::vector<int64_t>(R, 0), lengths, T, slots,
+                                           torch::kCUDA),
+                 &cache);
+  for (int64_t b = 0; b < R; ++b) ASSERT_TRUE(cache.SetLength(slots[b], lengths[b]).ok());
+  for (int step = 0; step < 3; ++step) {
+    std::vector<int64_t> start;
+    for (int64_t b = 0; b < R; ++b) start.push_back(cache.length(slots[b]));
+    BatchLayout layout =
+        BatchLayout::Make(start, std::vector<int64_t>(R, 1), 1, slots, torch::kCUDA);
+    torch::Tensor tokens = torch::tensor(next, torch::kInt64).view({R, 1}).to(torch::kCUDA);
+    ForwardOutput want = model->Forward(
+        tokens, layout, &cache, ForwardOptions().last_token_only(true).return_hidden(true));
+    std::vector<DecodeRow> rows(R);
+    for (int64_t b = 0; b < R; ++b) {
+      rows[b].token = next[b];
+      rows[b].position = start[b];
+      rows[b].slot = slots[b];
+      rows[b].params.temperature = 0;  // greedy: tokens from the step's own argmax
+    }
+    const std::string at = "rows " + std::to_string(R) + " step " + std::to_string(step);
+    auto cublas_logits = gemm->DecodeLogits(rows);
+    auto fused = eager_kernels->DecodeLogits(rows);
+    auto replayed = graphs->DecodeLogits(rows);
+    ASSERT_TRUE(cublas_logits.ok() && fused.ok() && replayed.ok()) << at;
+    EXPECT_LT(RelDiff(*fused, want.logits), tolerance) << at;
+    EXPECT_LT(RelDiff(*fused, *cublas_logits), tolerance) << at;
+    EXPECT_LT(RelDiff(*replayed, *fused), 1e-6) << at;
+    if (f32) EXPECT_TRUE(torch::equal(fused->argmax(-1), want.logits.argmax(-1))) << at;
+    auto decoded = eager_kernels->Decode(rows, /*want_hidden=*/true);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    torch::Tensor own_argmax = fused->argmax(-1).cpu();
+    for (int64_t b = 0; b < R; ++b) {
+      EXPECT_EQ(decoded->tokens[b], own_argmax[b].item<int64_t>()) << at << " row " << b;
+      EXPECT_EQ(decoded->logprobs[b], 0.f) << at;
+    }
+    ASSERT_TRUE(decoded->hidden.defined());
+    EXPECT_LT(RelDiff(decoded->hidden, want.hidden), f32 ? 1e-4 : 5e-2) << at;
+    auto greedy_cublas = gemm->Decode(rows, false);
+    ASSERT_TRUE(greedy_cublas.ok());
+    torch::Tensor cublas_argmax = cublas_logits->argmax(-1).cpu();
+    for (int64_t b = 0; b < R; ++b) {
+      EXPECT_EQ(greedy_cublas->tokens[b], cublas_argmax[b].item<int64_t>()) << at;
+    }
+    for (int64_t b = 0; b < R; ++b) {
+      ASSERT_TRUE(cache.SetLength(slots[b], start[b] + 1).ok());
+      next[b] = want.logits[b].argmax().item<int64_t>();
+    }
+  }
+  EXPECT_EQ(graphs->num_graphs(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rows, CudaDecoderGemvTest,
+                         ::testing::Values(GemvCase{1, torch::kFloat32, false},
+                                           GemvCase{2, torch::kFloat32, false},
+                                           GemvCase{3, torch::kFloat32, false},
+                                           GemvCase{8, torch::kFloat32, false},
+                                           GemvCase{1, torch::kBFloat16, false},
+                                           GemvCase{2, torch::kBFloat16, false},
+                                           GemvCase{3, torch::kBFloat16, false},
+                                           GemvCase{8, torch::kBFloat16, false},
+                                           GemvCase{1, torch::kFloat32, true},
+                                           GemvCase{3, torch::kFloat32, true},
+                                           GemvCase{1, torch::kBFloat16, true},
+                                           GemvCase{8, torch::kBFloat16, true}),
+                         [](const auto& info) {
+                           return "r" + std::to_string(info.param.rows) +
+                                  (info.param.dtype == torch::kFloat32 ? "_float32" : "_bfloat16") +
+                                  (info.param.wide ? "_wide" : "");
                          });
 
 std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots = 10) {
