@@ -89,6 +89,7 @@ template <typename T>
 __global__ void RotaryCacheWriteKernel(const T* __restrict__ qkv, const T* __restrict__ cos,
                                        const T* __restrict__ sin,
                                        const int64_t* __restrict__ positions,
+                                       const int64_t* __restrict__ rotary_positions,
                                        const int64_t* __restrict__ slots, T* __restrict__ q_out,
                                        T* __restrict__ k_cache, T* __restrict__ v_cache, int H,
                                        int KV, int D, int64_t max_length) {
@@ -97,8 +98,9 @@ __global__ void RotaryCacheWriteKernel(const T* __restrict__ qkv, const T* __res
   const int64_t slot = slots[b];
   const int half = D / 2;
   const T* row = qkv + static_cast<int64_t>(b) * (H + 2 * KV) * D;
-  const T* c = cos + pos * D;
-  const T* s = sin + pos * D;
+  const int64_t rotary = rotary_positions != nullptr ? rotary_positions[b] : pos;
+  const T* c = cos + rotary * D;
+  const T* s = sin + rotary * D;
   const int64_t cache_row = (slot * max_length + pos) * KV * D;  // [slot, pos, 0, 0]
   for (int idx = threadIdx.x; idx < (H + KV) * half; idx += blockDim.x) {
     const int head = idx / half, i = idx % half;
@@ -153,7 +155,9 @@ template <typename T>
 __global__ void __launch_bounds__(kAttnThreads)
     AttentionPartialKernel(const T* __restrict__ q, const T* __restrict__ cos,
                            const T* __restrict__ sin, T* k_cache, T* v_cache,
-                           const int64_t* __restrict__ positions, const int64_t* __restrict__ slots,
+                           const int64_t* __restrict__ positions,
+                           const int64_t* __restrict__ tree_base,
+                           const int64_t* __restrict__ tree_mask, const int64_t* __restrict__ slots,
                            float* __restrict__ part_acc, float* __restrict__ part_ml,
                            T* __restrict__ out, int H, int KV, int D, int64_t max_length,
                            int split_len, float scale) {
@@ -170,6 +174,9 @@ __global__ void __launch_bounds__(kAttnThreads)
     return;
   }
   const int64_t L = positions[b] + 1;
+  // Tree rows: keys [base, L - 1) are visible where their bit of `visible` is set.
+  const int64_t base = tree_base != nullptr ? tree_base[b] : -1;
+  const uint64_t visible = base >= 0 ? static_cast<uint64_t>(tree_mask[b]) : 0;
   const int64_t begin = static_cast<int64_t>(split) * split_len;
   const int64_t end = min(L, begin + split_len);
   __shared__ float qs[kMaxGroup * kMaxHeadDim];
@@ -257,9 +264,12 @@ __global__ void __launch_bounds__(kAttnThreads)
           }
         }
       }
+      const int64_t key = k0 + tid;
+      const bool masked = base >= 0 && key >= base && key < L - 1 &&
+                          (key - base >= 64 || ((visible >> (key - base)) & 1u) == 0);
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) {
-        if (g < G) sc[g][tid] = dots[g];
+        if (g < G) sc[g][tid] = masked ? -FLT_MAX : dots[g];
       }
     }
     __syncthreads();
@@ -270,7 +280,7 @@ __global__ void __launch_bounds__(kAttnThreads)
       const float m_new = fmaxf(m[g], mx);
       float sum = 0.f;
       for (int j = lane; j < n; j += 32) {
-        const float p = __expf(sc[g][j] - m_new);
+        const float p = sc[g][j] > -FLT_MAX ? __expf(sc[g][j] - m_new) : 0.f;  // 0: masked
         sc[g][j] = p;
         sum += p;
       }
@@ -410,11 +420,12 @@ struct RmsNormLaunch {
 template <typename T>
 struct RotaryLaunch {
   static void Run(const void* qkv, const void* cos, const void* sin, const int64_t* positions,
-                  const int64_t* slots, void* q_out, void* k_cache, void* v_cache, int64_t B,
-                  int64_t H, int64_t KV, int64_t D, int64_t max_length, cudaStream_t stream) {
+                  const int64_t* rotary_positions, const int64_t* slots, void* q_out,
+                  void* k_cache, void* v_cache, int64_t B, int64_t H, int64_t KV, int64_t D,
+                  int64_t max_length, cudaStream_t stream) {
     RotaryCacheWriteKernel<T><<<static_cast<unsigned>(B), 256, 0, stream>>>(
         static_cast<const T*>(qkv), static_cast<const T*>(cos), static_cast<const T*>(sin),
-        positions, slots, static_cast<T*>(q_out), static_cast<T*>(k_cache),
+        positions, rotary_positions, slots, static_cast<T*>(q_out), static_cast<T*>(k_cache),
         static_cast<T*>(v_cache), static_cast<int>(H), static_cast<int>(KV), static_cast<int>(D),
         max_length);
   }
@@ -423,9 +434,9 @@ struct RotaryLaunch {
 template <typename T>
 struct AttentionLaunch {
   static void Run(const void* q, const void* cos, const void* sin, void* k_cache, void* v_cache,
-                  const int64_t* positions, const int64_t* slots, void* out, float* workspace,
-                  int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
-                  cudaStream_t stream) {
+                  const int64_t* positions, const int64_t* tree_base, const int64_t* tree_mask,
+                  const int64_t* slots, void* out, float* workspace, int64_t B, int64_t H,
+                  int64_t KV, int64_t D, int64_t max_length, cudaStream_t stream) {
     const int split_len = SplitLength(max_length, B, KV);
     const int S = static_cast<int>((max_length + split_len - 1) / split_len);
     float* part_acc = workspace;
@@ -433,7 +444,8 @@ struct AttentionLaunch {
     dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV), static_cast<unsigned>(S));
     AttentionPartialKernel<T><<<grid, kAttnThreads, 0, stream>>>(
         static_cast<const T*>(q), static_cast<const T*>(cos), static_cast<const T*>(sin),
-        static_cast<T*>(k_cache), static_cast<T*>(v_cache), positions, slots, part_acc, part_ml,
+        static_cast<T*>(k_cache), static_cast<T*>(v_cache), positions, tree_base, tree_mask,
+        slots, part_acc, part_ml,
         S == 1 ? static_cast<T*>(out) : nullptr, static_cast<int>(H), static_cast<int>(KV),
         static_cast<int>(D), max_length, split_len, 1.f / sqrtf(static_cast<float>(D)));
     if (S == 1) return;
@@ -466,13 +478,13 @@ cudaError_t TltRmsNorm(int dtype, const void* x, const void* weight, void* y, in
 }
 
 cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, const void* sin,
-                                const int64_t* positions, const int64_t* slots, void* q_out,
-                                void* k_cache, void* v_cache, int64_t batch, int64_t num_heads,
-                                int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
-                                cudaStream_t stream) {
+                                const int64_t* positions, const int64_t* rotary_positions,
+                                const int64_t* slots, void* q_out, void* k_cache, void* v_cache,
+                                int64_t batch, int64_t num_heads, int64_t num_kv_heads,
+                                int64_t head_dim, int64_t max_length, cudaStream_t stream) {
   if (batch == 0) return cudaSuccess;
   if (head_dim % 2 != 0) return cudaErrorInvalidValue;
-  return Dispatch<RotaryLaunch>(dtype, qkv, cos, sin, positions, slots, q_out, k_cache, v_cache,
+  return Dispatch<RotaryLaunch>(dtype, qkv, cos, sin, positions, rotary_positions, slots, q_out, k_cache, v_cache,
                                 batch, num_heads, num_kv_heads, head_dim, max_length, stream);
 }
 
@@ -485,15 +497,18 @@ int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64
 
 cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const void* sin,
                                void* k_cache, void* v_cache, const int64_t* positions,
+                               const int64_t* tree_base, const int64_t* tree_mask,
                                const int64_t* slots, void* out, float* workspace, int64_t batch,
                                int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
                                int64_t max_length, cudaStream_t stream) {
   if (batch == 0) return cudaSuccess;
   if (head_dim > kMaxHeadDim || num_kv_heads <= 0 || num_heads % num_kv_heads != 0 ||
-      num_heads / num_kv_heads > kMaxGroup) {
+      num_heads / num_kv_heads > kMaxGroup || (tree_base != nullptr) != (tree_mask != nullptr) ||
+      (tree_base != nullptr && cos != nullptr)) {
     return cudaErrorInvalidValue;
   }
-  return Dispatch<AttentionLaunch>(dtype, q, cos, sin, k_cache, v_cache, positions, slots, out,
+  return Dispatch<AttentionLaunch>(dtype, q, cos, sin, k_cache, v_cache, positions, tree_base,
+                                   tree_mask, slots, out,
                                    workspace, batch, num_heads, num_kv_heads, head_dim, max_length,
                                    stream);
 }

@@ -25,11 +25,12 @@ cudaError_t TltRmsNorm(int dtype, const void* x, const void* weight, void* y, in
                        int64_t dim, float eps, cudaStream_t stream);
 
 // qkv [B, (H + 2 KV) D] (q heads, then k heads, then v heads). Rotates q and k by the cos/sin
-// table rows positions[b] ([max_positions, D], element type), writes rotated q to q_out
-// [B, H, D], and rotated k and v into the layer's cache at [slots[b], positions[b]]
-// (cache [num_slots, max_length, KV, D]).
+// table rows rotary_positions[b] ([max_positions, D], element type; rotary_positions null:
+// positions[b]), writes rotated q to q_out [B, H, D], and rotated k and v into the layer's cache
+// at [slots[b], positions[b]] (cache [num_slots, max_length, KV, D]).
 cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, const void* sin,
-                                const int64_t* positions, const int64_t* slots, void* q_out,
+                                const int64_t* positions, const int64_t* rotary_positions,
+                                const int64_t* slots, void* q_out,
                                 void* k_cache, void* v_cache, int64_t batch, int64_t num_heads,
                                 int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
                                 cudaStream_t stream);
@@ -47,8 +48,14 @@ int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64
 // cos/sin null: q is [B, H, D], rotated, and the cache already holds the new key/value.
 // Otherwise q is the q/k/v projection [B, (H + 2 KV) D] and the kernel does what
 // TltRotaryCacheWrite does first (one kernel fewer per layer).
+// Tree attention (speculative verification; tree_base/tree_mask not null, cos/sin null since
+// several rows of one slot read each other's new keys): when tree_base[b] >= 0, keys
+// tree_base[b] + j for 0 <= j < positions[b] - tree_base[b] are visible to row b only where bit j
+// of tree_mask[b] is set (its ancestors in the draft tree); keys before tree_base[b] and the
+// row's own key positions[b] are always visible. positions[b] - tree_base[b] <= 63.
 cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const void* sin,
                                void* k_cache, void* v_cache, const int64_t* positions,
+                               const int64_t* tree_base, const int64_t* tree_mask,
                                const int64_t* slots, void* out, float* workspace, int64_t batch,
                                int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
                                int64_t max_length, cudaStream_t stream);

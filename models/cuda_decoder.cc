@@ -25,7 +25,19 @@ namespace tlt::models {
 namespace {
 
 // Input rows of a bucket's static buffer (int64 [kInputRows, size]; float rows hold doubles).
-enum InputRow { kToken, kPosition, kSlot, kTopK, kTemperature, kTopP, kUniform, kInputRows };
+enum InputRow {
+  kToken,
+  kPosition,
+  kSlot,
+  kTopK,
+  kTemperature,
+  kTopP,
+  kUniform,
+  kRotaryPosition,
+  kTreeBase,
+  kTreeMask,
+  kInputRows
+};
 
 int KernelDtype(torch::Dtype dtype) {
   if (dtype == torch::kBFloat16) return kTltBFloat16;
@@ -73,27 +85,31 @@ struct Layer {
 
 struct Bucket {
   int64_t size = 0;
+  bool tree = false;     // tree rows: rotary/cache write first, then masked attention
   torch::Tensor input;   // int64 [kInputRows, size] on the device
   torch::Tensor logits;  // float32 [size, V]
   torch::Tensor hidden;  // [size, hidden]
   torch::Tensor packed;  // float64 [2, size]: greedy tokens, zero log-probs
+  torch::Tensor hidden_in;  // [size, hidden]: the input projection's per-row input (drafters)
   std::unique_ptr<at::cuda::CUDAGraph> graph;
 };
 
 class CudaDecoderImpl : public CudaDecoder {
  public:
-  CudaDecoderImpl(Transformer model, KvCache* cache, const CudaDecoderOptions& options)
-      : model_(std::move(model)),
+  CudaDecoderImpl(std::function<DecoderWeights()> source, const ModelConfig& config,
+                  KvCache* cache, const CudaDecoderOptions& options)
+      : source_(std::move(source)),
         cache_(cache),
         options_(options),
-        config_(model_->config()),
+        config_(config),
         side_stream_(c10::cuda::getStreamFromPool()) {
     const KvCacheOptions& c = cache_->options();
     dtype_ = c.dtype;
     device_ = c.device;
-    for (int64_t s = 1; s < c.max_slots; s *= 2) bucket_sizes_.push_back(s);
-    bucket_sizes_.push_back(c.max_slots);
-    const int64_t max_bucket = c.max_slots;
+    const int64_t max_rows = options_.max_rows > 0 ? options_.max_rows : c.max_slots;
+    for (int64_t s = 1; s < max_rows; s *= 2) bucket_sizes_.push_back(s);
+    bucket_sizes_.push_back(max_rows);
+    const int64_t max_bucket = max_rows;
     pinned_in_ = torch::empty({kInputRows * max_bucket},
                               torch::TensorOptions().dtype(torch::kInt64).pinned_memory(true));
     pinned_out_ = torch::empty({2 * max_bucket},
@@ -152,6 +168,34 @@ class CudaDecoderImpl : public CudaDecoder {
     }
   }
 
+  Result<StepTensors> Forward(const std::vector<DecodeRow>& rows) override {
+    return Forward(rows, torch::Tensor());
+  }
+
+  Result<StepTensors> Forward(const std::vector<DecodeRow>& rows,
+                              const torch::Tensor& hidden_in) override {
+    if (fc_w_.defined() != hidden_in.defined()) {
+      return InvalidArgument(fc_w_.defined()
+                                 ? "cuda decoder: this model's input projection needs hidden_in"
+                                 : "cuda decoder: hidden_in given but the model has no input "
+                                   "projection");
+    }
+    if (hidden_in.defined() &&
+        (hidden_in.dim() != 2 || hidden_in.size(0) != static_cast<int64_t>(rows.size()) ||
+         hidden_in.size(1) != config_.hidden_size || hidden_in.device() != device_)) {
+      return InvalidArgument("cuda decoder: hidden_in must be [rows, hidden] on the device");
+    }
+    try {
+      torch::NoGradGuard no_grad;
+      Bucket* bk = nullptr;
+      RETURN_NOT_OK(Run(rows, &bk, hidden_in));
+      const int64_t B = static_cast<int64_t>(rows.size());
+      return StepTensors{bk->logits.narrow(0, 0, B), bk->hidden.narrow(0, 0, B)};
+    } catch (const c10::Error& e) {
+      return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
+    }
+  }
+
   void Invalidate() override {
     buckets_.clear();
     pool_ = at::cuda::graph_pool_handle();
@@ -166,12 +210,28 @@ class CudaDecoderImpl : public CudaDecoder {
 
  private:
   // Checks weights and cache, stages the inputs, runs (or replays) the step into *bucket.
-  Status Run(const std::vector<DecodeRow>& rows, Bucket** bucket) {
+  Status Run(const std::vector<DecodeRow>& rows, Bucket** bucket,
+             const torch::Tensor& hidden_in = torch::Tensor()) {
+    if (fc_w_.defined() && !hidden_in.defined()) {
+      return InvalidArgument("cuda decoder: this model's input projection needs hidden_in");
+    }
     const int64_t B = static_cast<int64_t>(rows.size());
     if (B < 1 || B > bucket_sizes_.back()) {
       return InvalidArgument("cuda decoder: " + std::to_string(B) + " rows");
     }
     if (cache_->released()) return Unavailable("cuda decoder: KV cache is released");
+    const int64_t max_length = cache_->options().max_length;
+    bool tree = false;
+    for (const DecodeRow& r : rows) {
+      if (r.slot < 0 || r.slot >= cache_->options().max_slots || r.position < 0 ||
+          r.position >= max_length || r.rotary_position >= max_length ||
+          (r.tree_base >= 0 && (r.tree_base > r.position || r.position - r.tree_base > 63))) {
+        return InvalidArgument("cuda decoder: row (slot " + std::to_string(r.slot) +
+                               ", position " + std::to_string(r.position) + ", tree base " +
+                               std::to_string(r.tree_base) + ") out of range");
+      }
+      tree = tree || r.tree_base >= 0;
+    }
     CheckWeights();
     if (cache_->keys(0).data_ptr() != cache_pointer_) {
       Invalidate();
@@ -184,9 +244,10 @@ class CudaDecoderImpl : public CudaDecoder {
         break;
       }
     }
-    Bucket& bk = buckets_[size];
+    Bucket& bk = buckets_[2 * size + (tree ? 1 : 0)];
     if (!bk.input.defined()) {
       bk.size = size;
+      bk.tree = tree;
       bk.input = torch::zeros({kInputRows, size},
                               torch::TensorOptions().dtype(torch::kInt64).device(device_));
     }
@@ -201,14 +262,25 @@ class CudaDecoderImpl : public CudaDecoder {
       put_double(in + kTemperature * size + b, real ? rows[b].params.temperature : 0.0);
       put_double(in + kTopP * size + b, real ? rows[b].params.top_p : 1.0);
       put_double(in + kUniform * size + b, real ? rows[b].uniform : 0.0);
+      const bool own_rotary = real && rows[b].rotary_position >= 0;
+      in[kRotaryPosition * size + b] = own_rotary ? rows[b].rotary_position : in[kPosition * size + b];
+      in[kTreeBase * size + b] = real ? rows[b].tree_base : -1;
+      in[kTreeMask * size + b] = real ? static_cast<int64_t>(rows[b].tree_mask) : 0;
     }
     bk.input.copy_(pinned_in_.narrow(0, 0, kInputRows * size).view({kInputRows, size}),
                    /*non_blocking=*/true);
+    if (fc_w_.defined()) {
+      if (!bk.hidden_in.defined()) {
+        bk.hidden_in = torch::zeros({size, config_.hidden_size},
+                                    torch::TensorOptions().dtype(dtype_).device(device_));
+      }
+      bk.hidden_in.narrow(0, 0, B).copy_(hidden_in);
+    }
     if (options_.use_graphs) {
       if (!bk.graph) Capture(bk);
       bk.graph->replay();
     } else {
-      Forward(bk);
+      Compute(bk);
     }
     *bucket = &bk;
     return Status::OK();
@@ -219,12 +291,12 @@ class CudaDecoderImpl : public CudaDecoder {
     TLT_CUDA_CHECK(cudaDeviceSynchronize());
     {
       c10::cuda::CUDAStreamGuard guard(side_stream_);
-      Forward(bk);  // writes the same cache entries as the replay that follows
+      Compute(bk);  // writes the same cache entries as the replay that follows
       TLT_CUDA_CHECK(cudaStreamSynchronize(side_stream_.stream()));
       bk.logits = bk.hidden = bk.packed = torch::Tensor();
       auto graph = std::make_unique<at::cuda::CUDAGraph>();
       graph->capture_begin(pool_);
-      Forward(bk);
+      Compute(bk);
       graph->capture_end();
       bk.graph = std::move(graph);
     }
@@ -238,7 +310,7 @@ class CudaDecoderImpl : public CudaDecoder {
   }
 
   // The step for bk.size rows; outputs into bk.logits/hidden/packed.
-  void Forward(Bucket& bk) {
+  void Compute(Bucket& bk) {
     const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
     const int64_t D = config_.head_dim, I = config_.intermediate_size;
     const int64_t max_length = cache_->options().max_length;
@@ -253,7 +325,7 @@ class CudaDecoderImpl : public CudaDecoder {
     if (gemv_ok(config_.hidden_size)) {
       return ForwardSmall(bk, gemv_ok(H * D), gemv_ok(I), ws_floats, eps);
     }
-    torch::Tensor h = embed_.index_select(0, bk.input[kToken]);
+    torch::Tensor h = Input(bk);
     torch::Tensor x = torch::empty_like(h);
     RmsNorm(h, layers_[0].in_norm, x, stream);
     for (size_t l = 0; l < layers_.size(); ++l) {
@@ -269,9 +341,22 @@ class CudaDecoderImpl : public CudaDecoder {
       TLT_CUDA_CHECK(TltSiluMul(kernel_dtype_, gate_up.data_ptr(), act.data_ptr(), B, I, stream));
       h = torch::addmm(h, act, L.down_w.t());
       const torch::Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].in_norm : final_norm_;
-      RmsNorm(h, next, x, stream);
+      if (next.defined()) {
+        RmsNorm(h, next, x, stream);
+      } else {
+        x = h;  // no final norm (a drafter): the hidden state is the layer's output
+      }
     }
     Head(bk, x, /*gemv=*/false, eps, stream);
+  }
+
+  // The first layer's input: the token embeddings, or the input projection of (embedding,
+  // hidden_in) for a drafter.
+  torch::Tensor Input(Bucket& bk) {
+    torch::Tensor e = embed_.index_select(0, bk.input[kToken]);
+    if (!fc_w_.defined()) return e;
+    torch::Tensor both = torch::cat({e, bk.hidden_in}, 1);
+    return fc_b_.defined() ? torch::addmm(fc_b_, both, fc_w_.t()) : torch::mm(both, fc_w_.t());
   }
 
   // Rotary, cache write and attention for one layer; qkv [B, (H + 2 KV) D] -> [B, H D].
@@ -286,18 +371,23 @@ class CudaDecoderImpl : public CudaDecoder {
     void* vc = cache_->values(layer).data_ptr();
     torch::Tensor attn = torch::empty({B, H * D}, opts);
     torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
-    if (options_.fuse_rotary) {
+    if (options_.fuse_rotary && !bk.tree) {
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                        sin_.data_ptr(), kc, vc, positions, slots, attn.data_ptr(),
-                                        ws.data_ptr<float>(), B, H, KV, D, max_length, stream));
+                                        sin_.data_ptr(), kc, vc, positions, nullptr, nullptr, slots,
+                                        attn.data_ptr(), ws.data_ptr<float>(), B, H, KV, D,
+                                        max_length, stream));
     } else {
+      // Tree rows read each other's new keys: all rows write before any attends.
+      const int64_t* rotary = bk.input[kRotaryPosition].data_ptr<int64_t>();
+      const int64_t* base = bk.tree ? bk.input[kTreeBase].data_ptr<int64_t>() : nullptr;
+      const int64_t* mask = bk.tree ? bk.input[kTreeMask].data_ptr<int64_t>() : nullptr;
       torch::Tensor q = torch::empty({B, H * D}, opts);
       TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                         sin_.data_ptr(), positions, slots, q.data_ptr(), kc, vc, B,
-                                         H, KV, D, max_length, stream));
+                                         sin_.data_ptr(), positions, rotary, slots, q.data_ptr(),
+                                         kc, vc, B, H, KV, D, max_length, stream));
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
-                                        positions, slots, attn.data_ptr(), ws.data_ptr<float>(), B,
-                                        H, KV, D, max_length, stream));
+                                        positions, base, mask, slots, attn.data_ptr(),
+                                        ws.data_ptr<float>(), B, H, KV, D, max_length, stream));
     }
     return attn;
   }
@@ -314,7 +404,7 @@ class CudaDecoderImpl : public CudaDecoder {
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
     const torch::Tensor none;
-    torch::Tensor h = embed_.index_select(0, bk.input[kToken]);
+    torch::Tensor h = Input(bk);
     for (size_t l = 0; l < layers_.size(); ++l) {
       const Layer& L = layers_[l];
       torch::Tensor qkv = torch::empty({B, qkv_n}, opts);
@@ -390,11 +480,12 @@ class CudaDecoderImpl : public CudaDecoder {
                                    bk.packed.data_ptr<double>(), B, stream));
       return;
     }
-    bk.hidden = torch::empty_like(h);
+    // Without a final norm (a drafter) the hidden state is h itself.
+    bk.hidden = final_norm_.defined() ? torch::empty_like(h) : h;
     bk.logits = torch::empty({B, V}, opts.dtype(torch::kFloat32));
     torch::Tensor ws = torch::empty({TltGemvWorkspaceBytes(B)}, opts.dtype(torch::kUInt8));
     TltGemvParams p = GemvParams(h, final_norm_, head_, bk.logits, eps);
-    p.norm_out = bk.hidden.data_ptr();
+    p.norm_out = final_norm_.defined() ? bk.hidden.data_ptr() : nullptr;
     p.out_float32 = 1;
     p.greedy_packed = bk.packed.data_ptr<double>();
     p.packed_stride = B;
@@ -406,14 +497,18 @@ class CudaDecoderImpl : public CudaDecoder {
   void Build() {
     torch::NoGradGuard no_grad;
     kernel_dtype_ = KernelDtype(dtype_);
-    auto& body = model_->model;
-    embed_ = body->embed_tokens->weight;
-    final_norm_ = body->norm->weight;
-    head_ = model_->lm_head ? model_->lm_head->weight : embed_;
-    watched_ = {embed_, final_norm_, head_};
+    DecoderWeights w = source_();
+    embed_ = w.embed;
+    final_norm_ = w.final_norm;
+    head_ = w.head;
+    fc_w_ = w.input_fc_weight;
+    fc_b_ = w.input_fc_bias;
+    watched_.clear();
+    for (const torch::Tensor& t : {embed_, final_norm_, head_, fc_w_, fc_b_}) {
+      if (t.defined()) watched_.push_back(t);
+    }
     layers_.clear();
-    for (size_t i = 0; i < body->layers->size(); ++i) {
-      auto* layer = body->layers[i]->as<DecoderLayer>();
+    for (const auto& layer : w.layers) {
       Layer L;
       L.in_norm = layer->input_layernorm->weight;
       L.post_norm = layer->post_attention_layernorm->weight;
@@ -460,7 +555,7 @@ class CudaDecoderImpl : public CudaDecoder {
     }
   }
 
-  Transformer model_;
+  std::function<DecoderWeights()> source_;
   KvCache* cache_;
   CudaDecoderOptions options_;
   ModelConfig config_;
@@ -471,7 +566,7 @@ class CudaDecoderImpl : public CudaDecoder {
   decltype(at::cuda::graph_pool_handle()) pool_ = at::cuda::graph_pool_handle();
   const void* cache_pointer_ = nullptr;
 
-  torch::Tensor embed_, final_norm_, head_, cos_, sin_;
+  torch::Tensor embed_, final_norm_, head_, fc_w_, fc_b_, cos_, sin_;  // final_norm_, fc_*: may be undefined
   std::vector<Layer> layers_;
   std::vector<torch::Tensor> watched_;
   std::vector<const void*> watched_pointers_;
@@ -483,15 +578,36 @@ class CudaDecoderImpl : public CudaDecoder {
 
 }  // namespace
 
+static DecoderWeights WeightsOf(Transformer& model) {
+  DecoderWeights w;
+  w.config = model->config();
+  auto& body = model->model;
+  w.embed = body->embed_tokens->weight;
+  for (size_t i = 0; i < body->layers->size(); ++i) {
+    w.layers.push_back(body->layers->ptr<DecoderLayerImpl>(i));
+  }
+  w.final_norm = body->norm->weight;
+  w.head = model->lm_head ? model->lm_head->weight : w.embed;
+  return w;
+}
+
 std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer model, KvCache* cache,
                                                  const CudaDecoderOptions& options,
                                                  std::string* why) {
+  return CreateFromWeights([model]() mutable { return WeightsOf(model); }, cache, options, why);
+}
+
+std::unique_ptr<CudaDecoder> CudaDecoder::CreateFromWeights(
+    std::function<DecoderWeights()> weights, KvCache* cache, const CudaDecoderOptions& options,
+    std::string* why) {
   auto refuse = [&](const std::string& reason) -> std::unique_ptr<CudaDecoder> {
     if (why != nullptr) *why = reason;
     return nullptr;
   };
   const KvCacheOptions& c = cache->options();
-  const ModelConfig& config = model->config();
+  const DecoderWeights w = weights();
+  ModelConfig config = w.config;
+  config.num_hidden_layers = static_cast<int64_t>(w.layers.size());
   if (!c.device.is_cuda()) return refuse("not a CUDA device");
   if (c.dtype != torch::kBFloat16 && c.dtype != torch::kFloat16 && c.dtype != torch::kFloat32) {
     return refuse("unsupported dtype");
@@ -499,10 +615,16 @@ std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer model, KvCache* cac
   if (config.head_dim % 2 != 0 || config.head_dim > 256 || config.num_key_value_heads <= 0 ||
       config.num_attention_heads % config.num_key_value_heads != 0 ||
       config.num_attention_heads / config.num_key_value_heads > 16 ||
-      config.num_hidden_layers < 1) {
-    return refuse("unsupported attention shape");
+      config.num_hidden_layers < 1 || c.num_layers != config.num_hidden_layers) {
+    return refuse("unsupported attention shape or a cache for another layer count");
   }
-  for (const auto& p : model->parameters()) {
+  std::vector<torch::Tensor> tensors = {w.embed, w.head, w.final_norm, w.input_fc_weight,
+                                        w.input_fc_bias};
+  for (const auto& layer : w.layers) {
+    for (const auto& p : layer->parameters()) tensors.push_back(p);
+  }
+  for (const torch::Tensor& p : tensors) {
+    if (!p.defined()) continue;
     const bool same_device =
         p.device().is_cuda() && (!c.device.has_index() || p.device().index() == c.device.index());
     if (!same_device || p.scalar_type() != c.dtype) {
@@ -510,7 +632,7 @@ std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer model, KvCache* cac
     }
   }
   try {
-    return std::make_unique<CudaDecoderImpl>(std::move(model), cache, options);
+    return std::make_unique<CudaDecoderImpl>(std::move(weights), config, cache, options);
   } catch (const c10::Error& e) {
     return refuse(e.what_without_backtrace());
   }

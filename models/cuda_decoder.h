@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +46,9 @@ struct CudaDecoderOptions {
   bool small_batch_gemv = true;
   // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
   bool fuse_rotary = true;
+  // The most rows one step takes (0: the cache's slots). Tree verification puts every node of
+  // every request's draft tree in one step, so it needs up to slots x nodes per tree.
+  int64_t max_rows = 0;
 };
 
 // One running request in a decode step.
@@ -54,6 +58,21 @@ struct DecodeRow {
   int64_t slot = 0;      // KV-cache slot
   SamplingParams params;
   double uniform = 0;  // CounterUniform(seed, tokens drawn so far)
+  // Draft-tree rows (speculative verification): the nodes of one tree are rows of one slot in
+  // one step, node i at position tree_base + i. rotary_position (-1: position) is the node's
+  // position in its sequence (tree_base + depth). With tree_base >= 0 the row sees keys before
+  // tree_base, itself, and the keys tree_base + j whose bit j is set in tree_mask (its
+  // ancestors); position - tree_base <= 63. Every row's key/value is written before any row
+  // attends, so a node sees its ancestors' new keys.
+  int64_t rotary_position = -1;
+  int64_t tree_base = -1;
+  uint64_t tree_mask = 0;
+};
+
+// The raw result of a step: views into the decoder's buffers, valid until its next call.
+struct StepTensors {
+  torch::Tensor logits;  // float32 [rows, V] on the device
+  torch::Tensor hidden;  // [rows, hidden] (model dtype) on the device: the final-normed state
 };
 
 struct DecodeOutput {
@@ -62,19 +81,45 @@ struct DecodeOutput {
   torch::Tensor hidden;  // [rows, hidden] on CPU (model dtype) when asked, else undefined
 };
 
+// The parameters a step reads. From a Transformer: its embedding, layers, final norm and LM head.
+// An EAGLE drafter (speculative/drafter.h) adds an input projection, x = input_fc(cat(embed(token),
+// hidden_in)) with hidden_in given per row, and has no final norm (the hidden state a step returns
+// is then the last layer's output). Tensors are the modules' own parameters (not copies).
+struct DecoderWeights {
+  ModelConfig config;  // shapes; num_hidden_layers is layers.size()
+  torch::Tensor embed;                                   // [V, H]
+  torch::Tensor input_fc_weight, input_fc_bias;          // [H, 2H], [H]; undefined: none
+  std::vector<std::shared_ptr<DecoderLayerImpl>> layers;
+  torch::Tensor final_norm;  // [H]; undefined: none
+  torch::Tensor head;        // [V, H] (the embedding when tied)
+};
+
 class CudaDecoder {
  public:
   // Null (and the reason in *why, if given) when unsupported; see the file comment.
   static std::unique_ptr<CudaDecoder> Create(Transformer model, KvCache* cache,
                                              const CudaDecoderOptions& options,
                                              std::string* why = nullptr);
+  // `weights` is called at creation and again whenever a parameter has moved to new storage
+  // (an in-place load keeps the captured graphs; see the file comment).
+  static std::unique_ptr<CudaDecoder> CreateFromWeights(std::function<DecoderWeights()> weights,
+                                                        KvCache* cache,
+                                                        const CudaDecoderOptions& options,
+                                                        std::string* why = nullptr);
   virtual ~CudaDecoder() = default;
 
   // Runs the step: writes each row's key/value at `position` (the caller commits the length),
-  // samples the next token. rows.size() <= cache slots.
+  // samples the next token. rows.size() <= max_rows (default: the cache slots).
   virtual Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden) = 0;
   // Float32 logits [rows, V] of the step (a copy, on the device), without sampling (tests).
   virtual Result<torch::Tensor> DecodeLogits(const std::vector<DecodeRow>& rows) = 0;
+  // Runs the step without sampling (tree verification): writes every row's key/value, returns
+  // logits and hidden states of all rows (views; see StepTensors). rows.size() <= max_rows.
+  virtual Result<StepTensors> Forward(const std::vector<DecodeRow>& rows) = 0;
+  // The same with an input projection (DecoderWeights::input_fc_weight): hidden_in [rows, H] on
+  // the device, in the model dtype.
+  virtual Result<StepTensors> Forward(const std::vector<DecodeRow>& rows,
+                                      const torch::Tensor& hidden_in) = 0;
   // Drops the captured graphs and their memory (before the cache is released).
   virtual void Invalidate() = 0;
   virtual int64_t num_graphs() const = 0;

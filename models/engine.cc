@@ -15,6 +15,12 @@ std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer, KvCache*, const Cu
   if (why != nullptr) *why = "built without CUDA";
   return nullptr;
 }
+std::unique_ptr<CudaDecoder> CudaDecoder::CreateFromWeights(std::function<DecoderWeights()>,
+                                                            KvCache*, const CudaDecoderOptions&,
+                                                            std::string* why) {
+  if (why != nullptr) *why = "built without CUDA";
+  return nullptr;
+}
 #endif
 
 const char* FinishReasonName(FinishReason reason) {

@@ -29,6 +29,42 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
   if (rows.empty()) return out;
   const int64_t R = static_cast<int64_t>(rows.size());
   const int64_t H = target_->config().hidden_size;
+  if (drafter_decoder_ && T <= 64) {
+    // The pending pairs of each request as one chain of rows (node i sees nodes 0 .. i - 1).
+    std::vector<models::DecodeRow> decode_rows;
+    std::vector<torch::Tensor> inputs;
+    std::vector<torch::Tensor> all(R);
+    for (int64_t r = 0; r < R; ++r) {
+      Sequence* seq = batch[rows[r]];
+      all[r] = seq->pending_hidden.size() == 1 ? seq->pending_hidden[0]
+                                               : torch::cat(seq->pending_hidden, 0);
+      inputs.push_back(all[r].narrow(0, 0, count[r]));
+      for (int64_t i = 0; i < count[r]; ++i) {
+        models::DecodeRow row;
+        row.token = seq->pending_tokens[i];
+        row.position = start[r] + i;
+        row.slot = slots[r];
+        row.tree_base = start[r];
+        row.tree_mask = i == 0 ? 0 : (~0ull >> (64 - i));
+        decode_rows.push_back(row);
+      }
+    }
+    auto stepped = drafter_decoder_->Forward(decode_rows, torch::cat(inputs, 0));
+    TORCH_CHECK(stepped.ok(), "drafter step: ", stepped.status().ToString());
+    int64_t offset = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      Sequence* seq = batch[rows[r]];
+      CHECK_OK(drafter_cache_->SetLength(seq->drafter_slot, start[r] + count[r]));
+      out[rows[r]] = stepped->hidden[offset + count[r] - 1].clone();
+      offset += count[r];
+      seq->pending_tokens.erase(seq->pending_tokens.begin(),
+                                seq->pending_tokens.begin() + count[r]);
+      const int64_t left = all[r].size(0) - count[r];
+      seq->pending_hidden.clear();
+      if (left > 0) seq->pending_hidden.push_back(all[r].narrow(0, count[r], left).clone());
+    }
+    return out;
+  }
   torch::Tensor tokens = torch::zeros({R, T}, torch::kInt64);
   torch::Tensor hidden =
       torch::zeros({R, T, H}, torch::TensorOptions().dtype(options_.dtype).device(options_.device));
@@ -144,12 +180,54 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
     const int64_t R = static_cast<int64_t>(rows.size());
     std::vector<int64_t> first(R), count(R), slots(R);
     int64_t T = 1;
+    bool fused = drafter_decoder_ != nullptr;
     for (int64_t r = 0; r < R; ++r) {
       const int64_t b = rows[r];
       first[r] = base[b] + static_cast<int64_t>(written[b].size());
       count[r] = static_cast<int64_t>(builders[b].frontier().size());
       slots[r] = batch[b]->drafter_slot;
       T = std::max(T, count[r]);
+      fused = fused && first[r] + count[r] - base[b] <= 64;
+    }
+    if (fused) {
+      // One row per frontier node: written after the nodes drafted so far, rotated at its depth,
+      // seeing the fed pairs and its drafted ancestors (bit = cache position - base).
+      std::vector<models::DecodeRow> decode_rows;
+      std::vector<torch::Tensor> inputs;
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t b = rows[r];
+        const DraftTree& cand = builders[b].candidates();
+        const std::vector<int64_t>& nodes = builders[b].frontier();
+        for (int64_t j = 0; j < count[r]; ++j) {
+          const int64_t node = nodes[j];
+          models::DecodeRow row;
+          row.token = cand.tokens[node];
+          row.position = first[r] + j;
+          row.slot = slots[r];
+          row.rotary_position = base[b] - 1 + cand.depths[node];
+          row.tree_base = base[b];
+          for (int64_t a = cand.parents[node]; a > 0; a = cand.parents[a]) {
+            row.tree_mask |= 1ull << (written[b].at(a) - base[b]);
+          }
+          decode_rows.push_back(row);
+          inputs.push_back(predicted[b].at(cand.parents[node]));
+        }
+        for (int64_t j = 0; j < count[r]; ++j) written[b][nodes[j]] = first[r] + j;
+      }
+      auto stepped = drafter_decoder_->Forward(decode_rows, torch::stack(inputs));
+      TORCH_CHECK(stepped.ok(), "drafter step: ", stepped.status().ToString());
+      torch::Tensor out = stepped->hidden.clone();  // the decoder's buffers change next call
+      auto top = torch::log_softmax(stepped->logits, -1).topk(k);
+      torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
+      int64_t offset = 0;
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t b = rows[r];
+        const std::vector<int64_t> nodes = builders[b].frontier();
+        for (int64_t j = 0; j < count[r]; ++j) predicted[b][nodes[j]] = out[offset + j];
+        builders[b].ExpandTopK(values.narrow(0, offset, count[r]), ids.narrow(0, offset, count[r]));
+        offset += count[r];
+      }
+      continue;
     }
     models::BatchLayout layout = models::BatchLayout::Make(first, count, T, slots, options_.device);
     torch::Tensor mask = torch::zeros({R, 1, T, layout.context_length}, torch::kBool);
@@ -220,6 +298,51 @@ DraftTree SpeculativeEngine::SampleChain(Sequence* seq, const Strategy& strategy
   return chain;
 }
 
+Status SpeculativeEngine::VerifyForward(const std::vector<DraftTree>& trees,
+                                        const std::vector<int64_t>& starts,
+                                        const std::vector<int64_t>& slots,
+                                        std::vector<torch::Tensor>* logits,
+                                        std::vector<torch::Tensor>* hidden) {
+  const int64_t B = static_cast<int64_t>(trees.size());
+  bool fused = decoder_ != nullptr && options_.fused_verify;
+  for (const DraftTree& tree : trees) fused = fused && tree.size() <= 64;
+  logits->clear();
+  hidden->clear();
+  if (!fused) {
+    TreeBatch tree_batch = MakeTreeBatch(trees, starts, slots, options_.device);
+    models::ForwardOutput out = TreeForward(target_, tree_batch, target_cache_.get());
+    for (int64_t b = 0; b < B; ++b) {
+      logits->push_back(out.logits[b].narrow(0, 0, trees[b].size()));
+      hidden->push_back(out.hidden[b].narrow(0, 0, trees[b].size()));
+    }
+    return Status::OK();
+  }
+  // Node i of request b is row (b, i): written at starts[b] + i, rotated at its depth, seeing
+  // the cache before starts[b] and its ancestors (bit j = node j).
+  std::vector<models::DecodeRow> rows;
+  for (int64_t b = 0; b < B; ++b) {
+    const DraftTree& tree = trees[b];
+    for (int64_t i = 0; i < tree.size(); ++i) {
+      models::DecodeRow row;
+      row.token = tree.tokens[i];
+      row.position = starts[b] + i;
+      row.slot = slots[b];
+      row.rotary_position = starts[b] + tree.depths[i];
+      row.tree_base = starts[b];
+      for (int64_t a = tree.parents[i]; a >= 0; a = tree.parents[a]) row.tree_mask |= 1ull << a;
+      rows.push_back(row);
+    }
+  }
+  ASSIGN_OR_RETURN(models::StepTensors out, decoder_->Forward(rows));
+  int64_t offset = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    logits->push_back(out.logits.narrow(0, offset, trees[b].size()));
+    hidden->push_back(out.hidden.narrow(0, offset, trees[b].size()));
+    offset += trees[b].size();
+  }
+  return Status::OK();
+}
+
 Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
   const int64_t B = static_cast<int64_t>(batch.size());
   const int64_t arm = bandit_ ? bandit_->Select(B) : -1;
@@ -242,8 +365,9 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
   }
   Synchronize();
   const auto t1 = std::chrono::steady_clock::now();
-  TreeBatch tree_batch = MakeTreeBatch(trees, starts, slots, options_.device);
-  models::ForwardOutput out = TreeForward(target_, tree_batch, target_cache_.get());
+  // Per request: float32 logits [n, V] and hidden states [n, H] of its n tree nodes.
+  std::vector<torch::Tensor> node_logits, node_hidden;
+  RETURN_NOT_OK(VerifyForward(trees, starts, slots, &node_logits, &node_hidden));
   std::vector<int64_t>& histogram = stats_.accepted_histogram[strategy.Name()];
   if (histogram.size() < static_cast<size_t>(strategy.max_draft_tokens() + 1)) {
     histogram.resize(strategy.max_draft_tokens() + 1, 0);
@@ -254,7 +378,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
   std::vector<int64_t> offset(B + 1, 0);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = trees[b].size();
-    rows.push_back(out.logits[b].narrow(0, 0, n));
+    rows.push_back(node_logits[b]);
     row_params.insert(row_params.end(), n, ParamsOf(batch[b]->request));
     offset[b + 1] = offset[b] + n;
   }
@@ -284,7 +408,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
     rows.insert(rows.end(), r.accepted_nodes.begin(), r.accepted_nodes.end());
     torch::Tensor row_index = torch::tensor(rows, torch::kInt64).to(options_.device);
     if (!options_.draft_oracle) {
-      seq->pending_hidden = {out.hidden[b].index_select(0, row_index)};
+      seq->pending_hidden = {node_hidden[b].index_select(0, row_index)};
       seq->pending_tokens = r.tokens;
     }
     torch::Tensor token_lp =

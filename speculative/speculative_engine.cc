@@ -67,13 +67,37 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     e->drafter_cache_ = std::make_unique<models::KvCache>(
         drafter->CacheOptions(options.max_batch_size, length + 4 * max_tokens * max_top_k,
                               options.dtype, options.device));
-    if (options.fused_plain_decode && options.device.is_cuda()) {
+    if ((options.fused_plain_decode || options.fused_verify) && options.device.is_cuda()) {
       models::CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
+      // Verification steps put every node of every tree (<= 64 each) in one step.
+      decoder_options.max_rows = options.max_batch_size * std::min<int64_t>(64, max_tokens + 1);
       std::string why;
-      e->plain_decoder_ =
+      e->decoder_ =
           models::CudaDecoder::Create(target, e->target_cache_.get(), decoder_options, &why);
-      if (!e->plain_decoder_) LOG(INFO) << "speculative engine: eager SD-off steps (" << why << ")";
+      if (!e->decoder_) LOG(INFO) << "speculative engine: eager target forwards (" << why << ")";
+    }
+    if (options.fused_verify && options.device.is_cuda()) {
+      models::CudaDecoderOptions drafter_options;
+      drafter_options.use_graphs = options.cuda_graphs;
+      // Catch-up chains and one depth of every request's tree (<= 64 rows each).
+      drafter_options.max_rows = options.max_batch_size * 64;
+      std::string why;
+      models::Transformer t = e->target_;
+      Drafter d = e->drafter_;
+      e->drafter_decoder_ = models::CudaDecoder::CreateFromWeights(
+          [t, d]() mutable {
+            models::DecoderWeights w;
+            w.config = d->config();
+            w.embed = t->model->embed_tokens->weight;
+            w.input_fc_weight = d->fc->weight;
+            w.input_fc_bias = d->fc->bias;
+            w.layers = {d->layers->ptr<models::DecoderLayerImpl>(0)};
+            w.head = LmHeadWeight(t);
+            return w;
+          },
+          e->drafter_cache_.get(), drafter_options, &why);
+      if (!e->drafter_decoder_) LOG(INFO) << "speculative engine: eager drafter (" << why << ")";
     }
     return e;
   } catch (const c10::Error& err) {
@@ -197,7 +221,7 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch) {
   }
   models::SampledTokens sampled;
   torch::Tensor hidden;  // [B, H] on the device
-  if (plain_decoder_) {
+  if (decoder_ && options_.fused_plain_decode) {
     std::vector<models::DecodeRow> rows(B);
     for (int64_t b = 0; b < B; ++b) {
       rows[b].token = tokens[b];
@@ -207,7 +231,7 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch) {
       rows[b].uniform = models::CounterUniform(seeds[b], counters[b]);
     }
     ASSIGN_OR_RETURN(models::DecodeOutput decoded,
-                     plain_decoder_->Decode(rows, /*want_hidden=*/!options_.draft_oracle));
+                     decoder_->Decode(rows, /*want_hidden=*/!options_.draft_oracle));
     sampled.tokens = std::move(decoded.tokens);
     sampled.logprobs = std::move(decoded.logprobs);
     if (decoded.hidden.defined()) hidden = decoded.hidden.to(options_.device, options_.dtype);

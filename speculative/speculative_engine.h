@@ -83,6 +83,10 @@ struct SpeculativeEngineOptions {
   // graphs when cuda_graphs) instead of Transformer::Forward; ignored where it is unsupported.
   // Off by default until validated on the GPU (AdaptiveEngineTest turns it on).
   bool fused_plain_decode = false;
+  // CUDA: SD steps verify all trees in one models::CudaDecoder::Forward (fused kernels with tree
+  // attention, CUDA graphs per row-count bucket when cuda_graphs) instead of TreeForward's eager
+  // layer loop; trees of more than 64 nodes and unsupported models use TreeForward.
+  bool fused_verify = true;
   bool cuda_graphs = true;
   // Pending drafter pairs per request beyond which they are fed to the drafter at once.
   int64_t max_pending_pairs = 64;
@@ -156,6 +160,11 @@ class SpeculativeEngine {
   Status Prefill(std::vector<Sequence*>& batch);
   Status PlainDecode(std::vector<Sequence*>& batch);
   Status SpeculativeDecode(std::vector<Sequence*>& batch);
+  // The target forward of all trees of an SD step (decoder_ or TreeForward): per request the
+  // float32 logits [n, V] and hidden states [n, H] of its n nodes, cache written at start + i.
+  Status VerifyForward(const std::vector<DraftTree>& trees, const std::vector<int64_t>& starts,
+                       const std::vector<int64_t>& slots, std::vector<torch::Tensor>* logits,
+                       std::vector<torch::Tensor>* hidden);
   // Feeds the pending drafter pairs of `batch` in one drafter forward (all but the newest pair
   // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
   // predicted hidden state the root's children are drafted from; undefined if none was fed).
@@ -177,7 +186,11 @@ class SpeculativeEngine {
   Drafter drafter_;
   SpeculativeEngineOptions options_;
   std::unique_ptr<models::KvCache> target_cache_, drafter_cache_;
-  std::unique_ptr<models::CudaDecoder> plain_decoder_;  // null: eager SD-off steps
+  // CUDA fused kernels over the target cache (null: eager); serves SD-off steps when
+  // fused_plain_decode and tree verification when fused_verify.
+  std::unique_ptr<models::CudaDecoder> decoder_;
+  // The drafter's layer through the same kernels over the drafter cache (with fused_verify).
+  std::unique_ptr<models::CudaDecoder> drafter_decoder_;
   SpeculationSwitch switch_;
   std::unique_ptr<StrategyBandit> bandit_;
   SpeculativeStats stats_;
