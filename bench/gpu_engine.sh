@@ -11,15 +11,16 @@ log="$out/engine_bench.log"
 "$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random > "$out/engine_bench.json" 2> "$log" || { tail -5 "$log"; exit 1; }
 "$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random-cublas --gemv 0 > "$out/engine_bench_cublas.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
 "$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random-eager --fused 0 > "$out/engine_bench_eager.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
+TLT_PDL=0 "$build/bench/engine_bench" --out /tmp/qwen2-0.5b-random-nopdl --batch-sizes 1,8 > "$out/engine_bench_nopdl.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
 python3 bench/hf_generate_bench.py /tmp/qwen2-0.5b-random > "$out/hf_bench.json" 2>> "$log" || { tail -5 "$log"; exit 1; }
-python3 - "$out/engine_bench.json" "$out/hf_bench.json" "$out/engine_bench_eager.json" "$out/engine_bench_cublas.json" <<'PY'
+python3 - "$out/engine_bench.json" "$out/hf_bench.json" "$out/engine_bench_eager.json" "$out/engine_bench_cublas.json" "$out/engine_bench_nopdl.json" <<'PY'
 import json, sys
 e = json.load(open(sys.argv[1])); h = json.load(open(sys.argv[2]))
-g = json.load(open(sys.argv[3])); c = json.load(open(sys.argv[4]))
-print(f"fused decode: {e.get('fused_decode')}; engine: GEMVs for batches <= 8; cublas: --gemv 0; "
-      "eager: --fused 0; ms: wall time of one decode step")
+g = json.load(open(sys.argv[3])); c = json.load(open(sys.argv[4])); npd = json.load(open(sys.argv[5]))
+print(f"fused decode: {e.get('fused_decode')}; engine: GEMVs for batches <= 4; cublas: --gemv 0; "
+      "eager: --fused 0; ms: wall time of one decode step; gpu ms: its graph replay on the device (CUDA events)")
 print(f"copy bandwidth {h['copy_bandwidth_gb_per_s']:.0f} GB/s, weights {e['weights_bytes']/1e9:.2f} GB")
-print("batch  engine tok/s  (ms)  cublas tok/s  (ms)  eager tok/s  hf tok/s  floor tok/s  engine/hf  engine/floor")
+print("batch  engine tok/s  (ms) (gpu ms)  cublas tok/s  (ms) (gpu ms)  eager tok/s  hf tok/s  floor tok/s  engine/hf  engine/floor")
 for bs in (1, 8, 32, 128):
     k = f"bs{bs}"
     if f"engine_tokens_per_s_{k}" not in e: continue
@@ -27,5 +28,11 @@ for bs in (1, 8, 32, 128):
     ea = g.get(f"engine_tokens_per_s_{k}", 0)
     cb = c.get(f"engine_tokens_per_s_{k}", 0)
     ems = e.get(f"decode_ms_per_step_{k}", 0); cms = c.get(f"decode_ms_per_step_{k}", 0)
-    print(f"{bs:5d}  {en:12.0f} {ems:5.2f}  {cb:12.0f} {cms:5.2f}  {ea:11.0f}  {hf:8.0f}  {fl:11.0f}  {en/hf:9.2f}  {en/fl:12.2f}")
+    egpu = e.get(f"decode_device_ms_per_step_{k}", 0); cgpu = c.get(f"decode_device_ms_per_step_{k}", 0)
+    print(f"{bs:5d}  {en:12.0f} {ems:5.2f} {egpu:8.3f}  {cb:12.0f} {cms:5.2f} {cgpu:8.3f}  {ea:11.0f}  {hf:8.0f}  {fl:11.0f}  {en/hf:9.2f}  {en/fl:12.2f}")
+for bs in (1, 8):
+    k = f"bs{bs}"
+    if f"engine_tokens_per_s_{k}" in npd:
+        print(f"TLT_PDL=0 (no dependent launch) bs{bs}: {npd[f'engine_tokens_per_s_{k}']:.0f} tok/s, "
+              f"{npd.get(f'decode_ms_per_step_{k}', 0):.2f} ms, gpu {npd.get(f'decode_device_ms_per_step_{k}', 0):.3f} ms")
 PY

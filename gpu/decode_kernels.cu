@@ -7,6 +7,7 @@
 #include <cfloat>
 
 #include "gpu/decode_kernels.h"
+#include "gpu/dependent_launch.cuh"
 
 namespace {
 
@@ -163,6 +164,8 @@ __global__ void __launch_bounds__(kAttnThreads)
                            int split_len, float scale) {
   const int b = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, S = gridDim.z;
   const int G = H / KV;
+  tlt_gpu::WaitForPredecessor();  // q/k/v come from the kernel before (dependent launch)
+  tlt_gpu::AllowDependents();
   const int64_t slot = slots[b];
   const int tid = threadIdx.x;
   if (slot < 0) {
@@ -355,6 +358,8 @@ __global__ void AttentionCombineKernel(const float* __restrict__ part_acc,
                                        int H, int D, int S) {
   const int bh = blockIdx.x, d = threadIdx.x;
   const int b = bh / H;
+  tlt_gpu::WaitForPredecessor();
+  tlt_gpu::AllowDependents();
   if (d >= D) return;
   if (slots[b] < 0) {
     out[static_cast<int64_t>(bh) * D + d] = FromFloat<T>(0.f);
@@ -442,17 +447,19 @@ struct AttentionLaunch {
     float* part_acc = workspace;
     float* part_ml = workspace + B * H * S * D;
     dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV), static_cast<unsigned>(S));
-    AttentionPartialKernel<T><<<grid, kAttnThreads, 0, stream>>>(
+    tlt_gpu::LaunchDependent(
+        AttentionPartialKernel<T>, grid, dim3(kAttnThreads), 0, stream,
         static_cast<const T*>(q), static_cast<const T*>(cos), static_cast<const T*>(sin),
         static_cast<T*>(k_cache), static_cast<T*>(v_cache), positions, tree_base, tree_mask,
-        slots, part_acc, part_ml,
-        S == 1 ? static_cast<T*>(out) : nullptr, static_cast<int>(H), static_cast<int>(KV),
-        static_cast<int>(D), max_length, split_len, 1.f / sqrtf(static_cast<float>(D)));
+        slots, part_acc, part_ml, S == 1 ? static_cast<T*>(out) : nullptr, static_cast<int>(H),
+        static_cast<int>(KV), static_cast<int>(D), max_length, split_len,
+        1.f / sqrtf(static_cast<float>(D)));
     if (S == 1) return;
-    AttentionCombineKernel<T>
-        <<<static_cast<unsigned>(B * H), static_cast<unsigned>(D), 0, stream>>>(
-            part_acc, part_ml, slots, static_cast<T*>(out), static_cast<int>(H),
-            static_cast<int>(D), S);
+    tlt_gpu::LaunchDependent(AttentionCombineKernel<T>, dim3(static_cast<unsigned>(B * H)),
+                             dim3(static_cast<unsigned>(D)), 0, stream,
+                             static_cast<const float*>(part_acc),
+                             static_cast<const float*>(part_ml), slots, static_cast<T*>(out),
+                             static_cast<int>(H), static_cast<int>(D), S);
   }
 };
 

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "gpu/decode_kernels.h"  // TltDtype
+#include "gpu/dependent_launch.cuh"
 #include "gpu/gemv_kernels.h"
 
 namespace {
@@ -144,6 +145,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) GemvKernel(const GemvA
       }
     }
   }
+  // Everything below reads activations: wait for the kernel before (dependent launch).
+  tlt_gpu::WaitForPredecessor();
+  tlt_gpu::AllowDependents();
   const int total = R * K;
   for (int i = threadIdx.x; i < total / kVec; i += kThreads) {
     reinterpret_cast<uint4*>(xs)[i] = __ldg(reinterpret_cast<const uint4*>(a.x) + i);
@@ -373,8 +377,8 @@ cudaError_t Launch(Kernel kernel, const Args& args, const Plan& plan, cudaStream
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem));
     if (e != cudaSuccess) return e;
   }
-  kernel<<<plan.grid, kThreads, plan.smem, stream>>>(args);
-  return cudaGetLastError();
+  return tlt_gpu::LaunchDependent(kernel, dim3(plan.grid), dim3(kThreads), plan.smem, stream,
+                                  args);
 }
 
 template <typename T, int R>

@@ -49,6 +49,9 @@ struct CudaDecoderOptions {
   // The most rows one step takes (0: the cache's slots). Tree verification puts every node of
   // every request's draft tree in one step, so it needs up to slots x nodes per tree.
   int64_t max_rows = 0;
+  // Time each Decode() on the device with CUDA events (input copy to the last kernel, sampling
+  // excluded): device_seconds() / timed_steps(). For benchmarks: how much of a step is host work.
+  bool time_steps = false;
 };
 
 // One running request in a decode step.
@@ -123,6 +126,8 @@ class CudaDecoder {
   // Drops the captured graphs and their memory (before the cache is released).
   virtual void Invalidate() = 0;
   virtual int64_t num_graphs() const = 0;
+  virtual double device_seconds() const = 0;
+  virtual int64_t timed_steps() const = 0;
 };
 
 }  // namespace tlt::models

@@ -64,6 +64,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
       CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
       decoder_options.small_batch_gemv = options.small_batch_gemv;
+      decoder_options.time_steps = options.time_decode_steps;
       std::string why;
       engine->decoder_ =
           CudaDecoder::Create(engine->model_, engine->cache_.get(), decoder_options, &why);

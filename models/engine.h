@@ -89,6 +89,8 @@ struct EngineOptions {
   bool cuda_graphs = true;
   // Fused decode only: CudaDecoderOptions::small_batch_gemv (GEMVs for batches of <= 8 rows).
   bool small_batch_gemv = true;
+  // Fused decode only: CudaDecoderOptions::time_steps (benchmarks).
+  bool time_decode_steps = false;
 };
 
 class Engine {
@@ -118,6 +120,9 @@ class Engine {
   // Whether decode steps run through CudaDecoder, and how many graphs it has captured.
   bool fused_decode_active() const { return decoder_ != nullptr; }
   int64_t num_cuda_graphs() const { return decoder_ ? decoder_->num_graphs() : 0; }
+  // With time_decode_steps: device seconds of the graph-replayed decode steps, and their count.
+  double decode_device_seconds() const { return decoder_ ? decoder_->device_seconds() : 0; }
+  int64_t timed_decode_steps() const { return decoder_ ? decoder_->timed_steps() : 0; }
 
   int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }

@@ -3,7 +3,9 @@
 # the repo root with .device carried; see ../shared/device/README.md):
 #   bash scripts/gpu/check.sh [tests|fixtures|bench|models ...]    (default: tests fixtures)
 # `models` builds only models_tests and engine_bench (faster) and runs models_tests on CUDA;
-# `engine` runs only bench/gpu_engine.sh.
+# `engine` runs only bench/gpu_engine.sh; `spec` builds the speculative targets, runs the
+# speculative tests that exercise the fused kernels on CUDA (not the long statistical ones) and
+# bench/gpu_speculative.sh (SPEC_BENCH_ARGS adds flags, e.g. "--batch-sizes 1,4,16").
 # Configures against PyTorch's CUDA LibTorch, builds with every core, runs ctest, makes the
 # Hugging Face reference fixtures (tarred into $OUT/hf_fixtures.tar.gz) and, when asked,
 # the GPU benchmarks. Logs land in $OUT (the device tool brings back 8 files at most).
@@ -28,7 +30,12 @@ if ! cmake -S . -B /tmp/build -G Ninja -DCMAKE_BUILD_TYPE=Release > "$OUT/build.
 fi
 grep -E "^-- tlt:" "$OUT/build.log" | tee -a "$summary"
 targets=()
-if want models && ! want tests; then targets=(--target models_tests engine_bench); fi
+if ! want tests; then
+  want models && targets+=(models_tests engine_bench)
+  want engine && targets+=(engine_bench)
+  want spec && targets+=(speculative_tests speculative_bench tlt)
+  [ ${#targets[@]} -gt 0 ] && targets=(--target "${targets[@]}")
+fi
 if ! cmake --build /tmp/build -j "$(nproc)" "${targets[@]}" >> "$OUT/build.log" 2>&1; then
   grep -E "error|Error" "$OUT/build.log" | head -40; exit 1
 fi
@@ -65,6 +72,17 @@ if want engine; then  # only the engine benchmark (bench/gpu_engine.sh)
   bash bench/gpu_engine.sh /tmp/build "$OUT" 2>&1 | tail -30 | tee -a "$summary"
 fi
 
+if want spec; then
+  TLT_TEST_DEVICE=cuda timeout 240 /tmp/build/tests/speculative/speculative_tests \
+    --gtest_filter='FusedVerify*:SpeculativeEngineTest.Greedy*:SpeculativeEngineTest.Oracle*:SpeculativeEngineTest.DrafterTraining*:AdaptiveEngineTest.Greedy*:AdaptiveEngineTest.Swaps*' \
+    > "$OUT/speculative_tests.log" 2>&1
+  note "speculative_tests: $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/speculative_tests.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \]|^\[  SKIPPED \]|Failure|error' "$OUT/speculative_tests.log" | head -20 | tee -a "$summary"
+  note "== bench/gpu_speculative.sh ${SPEC_BENCH_ARGS:-}"
+  # shellcheck disable=SC2086
+  timeout 400 bash bench/gpu_speculative.sh /tmp/build "$OUT" ${SPEC_BENCH_ARGS:-} 2>&1 | tail -30 | tee -a "$summary"
+fi
+
 if want bench; then
   for b in bench/gpu_*.sh; do
     [ -f "$b" ] || continue
@@ -72,4 +90,6 @@ if want bench; then
     bash "$b" /tmp/build "$OUT" 2>&1 | tail -30 | tee -a "$summary"
   done
 fi
+# The device tool brings back at most 8 files: logs and JSON results travel in one tarball.
+(cd "$OUT" && ls *.log *.json > /dev/null 2>&1 && tar -czf results.tar.gz --remove-files ./*.log ./*.json 2>/dev/null)
 cat "$summary"
