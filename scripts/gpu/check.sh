@@ -77,7 +77,7 @@ if want spec; then
     --gtest_filter='FusedVerify*:SpeculativeEngineTest.Greedy*:SpeculativeEngineTest.Oracle*:SpeculativeEngineTest.DrafterTraining*:AdaptiveEngineTest.Greedy*:AdaptiveEngineTest.Swaps*' \
     > "$OUT/speculative_tests.log" 2>&1
   note "speculative_tests: $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/speculative_tests.log" | tr '\n' ' ')"
-  grep -E '^\[  FAILED  \]|^\[  SKIPPED \]|Failure|error' "$OUT/speculative_tests.log" | head -20 | tee -a "$summary"
+  grep -E -A4 'Failure|^\[  SKIPPED \]' "$OUT/speculative_tests.log" | head -40 | tee -a "$summary"
   note "== bench/gpu_speculative.sh ${SPEC_BENCH_ARGS:-}"
   # shellcheck disable=SC2086
   timeout 400 bash bench/gpu_speculative.sh /tmp/build "$OUT" ${SPEC_BENCH_ARGS:-} 2>&1 | tail -30 | tee -a "$summary"
