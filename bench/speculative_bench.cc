@@ -39,7 +39,7 @@ struct Args {
   std::string device = "cuda", sizes = "1,2,4,8,16,32,64", strategies = "6_1_6,6_4_16";
   int64_t hidden = 1024, layers = 24, heads = 16, kv_heads = 4, intermediate = 2816;
   int64_t sft_steps = 300, sft_batch = 64, drafter_steps = 400, new_tokens = 96;
-  bool fused_plain_decode = false;  // SD engine's SD-off steps through CudaDecoder
+  bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
 };
 
 double Seconds(std::chrono::steady_clock::time_point since) {

@@ -219,6 +219,8 @@ class CudaDecoderImpl : public CudaDecoder {
     cache_pointer_ = nullptr;
   }
 
+  int64_t max_rows() const override { return bucket_sizes_.back(); }
+
   int64_t num_graphs() const override {
     int64_t n = 0;
     for (const auto& [size, bk] : buckets_) n += bk.graph ? 1 : 0;

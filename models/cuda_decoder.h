@@ -126,8 +126,27 @@ class CudaDecoder {
   // Drops the captured graphs and their memory (before the cache is released).
   virtual void Invalidate() = 0;
   virtual int64_t num_graphs() const = 0;
+  virtual int64_t max_rows() const = 0;
   virtual double device_seconds() const = 0;
   virtual int64_t timed_steps() const = 0;
 };
+
+// Prefill through a decoder's fused kernels (models/fused_prefill.cc): prompt b's tokens are
+// written at starts[b], starts[b] + 1, ... of slots[b], as chains of <= 64 rows (a chain is tree
+// rows whose masks show every earlier row of the chunk; earlier chunks lie before its base),
+// with several prompts' chunks in one step up to the decoder's max_rows. For short prompts this
+// replaces dozens of eager launches per layer by a few graph replays.
+struct PrefillOutput {
+  torch::Tensor last_logits;  // float32 [B, V] on the device: each prompt's last token
+  torch::Tensor last_hidden;  // [B, H] on the device
+  std::vector<torch::Tensor> all_hidden;  // per prompt [n_b, H] when asked, else empty
+};
+// The number of decoder steps FusedPrefill would take (callers use the eager forward for long
+// prompts, where large GEMMs win).
+int64_t FusedPrefillSteps(const CudaDecoder& decoder, const std::vector<int64_t>& lengths);
+Result<PrefillOutput> FusedPrefill(CudaDecoder& decoder,
+                                   const std::vector<std::vector<int64_t>>& prompts,
+                                   const std::vector<int64_t>& starts,
+                                   const std::vector<int64_t>& slots, bool all_hidden);
 
 }  // namespace tlt::models

@@ -65,6 +65,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
       decoder_options.use_graphs = options.cuda_graphs;
       decoder_options.small_batch_gemv = options.small_batch_gemv;
       decoder_options.time_steps = options.time_decode_steps;
+      // Prefill chunks of short prompts (FusedPrefill) share the step's row buckets.
+      decoder_options.max_rows = std::max<int64_t>(engine->cache_->options().max_slots, 256);
       std::string why;
       engine->decoder_ =
           CudaDecoder::Create(engine->model_, engine->cache_.get(), decoder_options, &why);
@@ -147,7 +149,30 @@ Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefi
   }
   SampledTokens sampled;
   torch::Tensor hidden;
-  if (!prefill && decoder_) {
+  std::vector<int64_t> lengths;
+  for (const auto& s : batch) lengths.push_back(static_cast<int64_t>(s->request.prompt.size()));
+  if (prefill && decoder_ && options_.fused_prefill &&
+      FusedPrefillSteps(*decoder_, lengths) <= kMaxFusedPrefillSteps) {
+    std::vector<std::vector<int64_t>> prompts;
+    std::vector<SamplingParams> params;
+    std::vector<uint64_t> seeds, counters(B, 0);
+    bool want_prompt_hidden = false;
+    for (const auto& s : batch) {
+      prompts.push_back(s->request.prompt);
+      params.push_back(SamplingParams{s->request.temperature, s->request.top_k, s->request.top_p});
+      seeds.push_back(s->request.seed);
+      want_prompt_hidden = want_prompt_hidden || s->request.return_prompt_hidden_states;
+    }
+    ASSIGN_OR_RETURN(PrefillOutput out,
+                     FusedPrefill(*decoder_, prompts, start, slots, want_prompt_hidden));
+    sampled = Sample(out.last_logits, params, seeds, counters);
+    if (want_hidden) hidden = out.last_hidden.cpu();
+    for (int64_t b = 0; b < B; ++b) {
+      if (batch[b]->request.return_prompt_hidden_states) {
+        batch[b]->prompt_hidden = out.all_hidden[b].cpu();
+      }
+    }
+  } else if (!prefill && decoder_) {
     std::vector<DecodeRow> rows(B);
     for (int64_t b = 0; b < B; ++b) {
       const Sequence& s = *batch[b];

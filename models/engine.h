@@ -38,6 +38,9 @@
 
 namespace tlt::models {
 
+// Prefills of at most this many FusedPrefill steps (64-token chunks) run through the decoder.
+inline constexpr int64_t kMaxFusedPrefillSteps = 4;
+
 using RequestId = uint64_t;
 
 struct Request {
@@ -89,6 +92,9 @@ struct EngineOptions {
   bool cuda_graphs = true;
   // Fused decode only: CudaDecoderOptions::small_batch_gemv (GEMVs for batches of <= 8 rows).
   bool small_batch_gemv = true;
+  // Fused decode only: prompts that take at most kMaxFusedPrefillSteps steps of 64-token chunks
+  // are prefilled through the decoder's kernels (FusedPrefill) instead of the eager forward.
+  bool fused_prefill = true;
   // Fused decode only: CudaDecoderOptions::time_steps (benchmarks).
   bool time_decode_steps = false;
 };

@@ -70,8 +70,10 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     if ((options.fused_plain_decode || options.fused_verify) && options.device.is_cuda()) {
       models::CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
-      // Verification steps put every node of every tree (<= 64 each) in one step.
-      decoder_options.max_rows = options.max_batch_size * std::min<int64_t>(64, max_tokens + 1);
+      // Verification steps put every node of every tree (<= 64 each) in one step; prefill
+      // chunks (models::FusedPrefill) take up to 256 rows.
+      decoder_options.max_rows =
+          std::max<int64_t>(256, options.max_batch_size * std::min<int64_t>(64, max_tokens + 1));
       std::string why;
       e->decoder_ =
           models::CudaDecoder::Create(target, e->target_cache_.get(), decoder_options, &why);
@@ -175,13 +177,26 @@ Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {
     const auto& p = batch[b]->request.prompt;
     std::copy(p.begin(), p.end(), tokens.data_ptr<int64_t>() + b * T);
   }
-  models::BatchLayout layout = models::BatchLayout::Make(start, count, T, slots, options_.device);
   // Hidden states of every prompt token (the drafter's pairs), logits of the last one only.
-  models::ForwardOutput out =
-      target_->Forward(tokens.to(options_.device), layout, target_cache_.get(),
-                       models::ForwardOptions().last_token_only(true).return_all_hidden(true));
-  const torch::Tensor& hidden = out.all_hidden;
-  const torch::Tensor& logits = out.logits;
+  std::vector<torch::Tensor> hidden(B);
+  torch::Tensor logits;
+  if (decoder_ && options_.fused_verify &&
+      models::FusedPrefillSteps(*decoder_, count) <= models::kMaxFusedPrefillSteps) {
+    std::vector<std::vector<int64_t>> prompts;
+    for (Sequence* seq : batch) prompts.push_back(seq->request.prompt);
+    ASSIGN_OR_RETURN(models::PrefillOutput out,
+                     models::FusedPrefill(*decoder_, prompts, start, slots, /*all_hidden=*/true));
+    logits = out.last_logits;
+    hidden = out.all_hidden;
+  } else {
+    models::BatchLayout layout =
+        models::BatchLayout::Make(start, count, T, slots, options_.device);
+    models::ForwardOutput out =
+        target_->Forward(tokens.to(options_.device), layout, target_cache_.get(),
+                         models::ForwardOptions().last_token_only(true).return_all_hidden(true));
+    logits = out.logits;
+    for (int64_t b = 0; b < B; ++b) hidden[b] = out.all_hidden[b].narrow(0, 0, count[b]);
+  }
   std::vector<models::SamplingParams> params;
   std::vector<uint64_t> seeds, counters(B, 0);
   for (Sequence* seq : batch) {
@@ -196,7 +211,7 @@ Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {
     if (!options_.draft_oracle) {
       seq->pending_tokens.assign(seq->request.prompt.begin() + 1, seq->request.prompt.end());
       seq->pending_tokens.push_back(first.tokens[b]);
-      seq->pending_hidden.push_back(hidden[b].narrow(0, 0, count[b]));
+      seq->pending_hidden.push_back(hidden[b]);
     }
     Append(seq, {first.tokens[b]}, {first.logprobs[b]});
   }

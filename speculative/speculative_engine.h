@@ -81,8 +81,7 @@ struct SpeculativeEngineOptions {
   StrategyBanditOptions bandit;
   // CUDA: SD-off steps run through models::CudaDecoder (the plain engine's fused kernels, CUDA
   // graphs when cuda_graphs) instead of Transformer::Forward; ignored where it is unsupported.
-  // Off by default until validated on the GPU (AdaptiveEngineTest turns it on).
-  bool fused_plain_decode = false;
+  bool fused_plain_decode = true;
   // CUDA: SD steps verify all trees in one models::CudaDecoder::Forward (fused kernels with tree
   // attention, CUDA graphs per row-count bucket when cuda_graphs) instead of TreeForward's eager
   // layer loop; trees of more than 64 nodes and unsupported models use TreeForward.

@@ -340,5 +340,53 @@ TEST(CudaDecoderEngineTest, GraphsAcrossLoadWeightsAndCacheRelease) {
   EXPECT_GT(fused->num_cuda_graphs(), 0);
 }
 
+// FusedPrefill (prompts as 64-row chains through the decoder) against the eager prefill: the
+// last token's logits, every prompt token's hidden state and the cache rows it writes.
+// Lengths 5, 64, 70 and 150 cover one chunk, an exact chunk and chunks that straddle steps.
+TEST(FusedPrefillTest, MatchesEagerPrefill) {
+  SKIP_WITHOUT_FUSED();
+  torch::NoGradGuard no_grad;
+  ModelConfig c = QwenLikeConfig();
+  Transformer model = MakeModel(c, 11, torch::kFloat32);
+  KvCacheOptions o = KvCacheOptions::ForModel(c, 4, 200, torch::kFloat32, torch::kCUDA);
+  KvCache eager_cache(o), fused_cache(o);
+  CudaDecoderOptions options;
+  options.max_rows = 128;  // 289 prompt tokens: several steps
+  auto decoder = CudaDecoder::Create(model, &fused_cache, options);
+  ASSERT_TRUE(decoder);
+  const std::vector<int64_t> lengths = {5, 64, 70, 150}, slots = {2, 0, 3, 1};
+  const int64_t T = 150;
+  torch::manual_seed(12);
+  torch::Tensor tokens = torch::randint(c.vocab_size, {4, T}, torch::kInt64);
+  std::vector<std::vector<int64_t>> prompts;
+  for (int64_t b = 0; b < 4; ++b) {
+    ASSERT_TRUE(eager_cache.AllocateSlot().ok());
+    ASSERT_TRUE(fused_cache.AllocateSlot().ok());
+    prompts.emplace_back(tokens[b].data_ptr<int64_t>(), tokens[b].data_ptr<int64_t>() + lengths[b]);
+  }
+  EXPECT_EQ(FusedPrefillSteps(*decoder, lengths), 4);  // {5, 64}, {64, 64}, {6, 64}, {22}
+  BatchLayout layout = BatchLayout::Make({0, 0, 0, 0}, lengths, T, slots, torch::kCUDA);
+  ForwardOutput want = model->Forward(tokens.to(torch::kCUDA), layout, &eager_cache,
+                                      ForwardOptions().last_token_only(true).return_all_hidden(true));
+  auto got = FusedPrefill(*decoder, prompts, {0, 0, 0, 0}, slots, /*all_hidden=*/true);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_LT(RelDiff(got->last_logits, want.logits), 1e-4);
+  for (int64_t b = 0; b < 4; ++b) {
+    EXPECT_LT(RelDiff(got->all_hidden[b], want.all_hidden[b].narrow(0, 0, lengths[b])), 1e-4)
+        << "prompt " << b;
+    EXPECT_LT(RelDiff(got->last_hidden[b], want.all_hidden[b][lengths[b] - 1]), 1e-4);
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      EXPECT_LT(RelDiff(fused_cache.keys(l)[slots[b]].narrow(0, 0, lengths[b]),
+                        eager_cache.keys(l)[slots[b]].narrow(0, 0, lengths[b])),
+                1e-5);
+      EXPECT_LT(RelDiff(fused_cache.values(l)[slots[b]].narrow(0, 0, lengths[b]),
+                        eager_cache.values(l)[slots[b]].narrow(0, 0, lengths[b])),
+                1e-5);
+    }
+  }
+  EXPECT_TRUE(torch::equal(got->last_logits.argmax(-1), want.logits.argmax(-1)));
+  EXPECT_FALSE(FusedPrefill(*decoder, {{}}, {0}, {0}, false).ok());  // empty prompt
+}
+
 }  // namespace
 }  // namespace tlt::models
