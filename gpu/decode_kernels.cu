@@ -162,8 +162,13 @@ __global__ void __launch_bounds__(kAttnThreads)
                            float* __restrict__ part_acc, float* __restrict__ part_ml,
                            T* __restrict__ out, int H, int KV, int D, int64_t max_length,
                            int split_len, float scale) {
-  const int b = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z, S = gridDim.z;
-  const int G = H / KV;
+  // blockIdx.y = kv head x slice: small batches give each block G / slices of the kv head's
+  // query heads (h0 the first), so that more blocks share the work.
+  const int b = blockIdx.x, split = blockIdx.z, S = gridDim.z;
+  const int slices = gridDim.y / KV;
+  const int kvh = blockIdx.y / slices;
+  const int G = H / KV / slices;
+  const int h0 = kvh * (H / KV) + (blockIdx.y % slices) * G;
   tlt_gpu::WaitForPredecessor();  // q/k/v come from the kernel before (dependent launch)
   tlt_gpu::AllowDependents();
   const int64_t slot = slots[b];
@@ -171,7 +176,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   if (slot < 0) {
     if (out != nullptr) {
       for (int idx = tid; idx < G * D; idx += kAttnThreads) {
-        out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(0.f);
+        out[(static_cast<int64_t>(b) * H + h0) * D + idx] = FromFloat<T>(0.f);
       }
     }
     return;
@@ -189,7 +194,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int64_t stride = static_cast<int64_t>(KV) * D;  // between positions
   if (cos == nullptr) {
     for (int idx = tid; idx < G * D; idx += kAttnThreads) {
-      qs[idx] = ToFloat<T>(q[(static_cast<int64_t>(b) * H + kvh * G) * D + idx]) * scale;
+      qs[idx] = ToFloat<T>(q[(static_cast<int64_t>(b) * H + h0) * D + idx]) * scale;
     }
   } else {
     // q is the q/k/v projection: rotate this kv head's queries; the block whose chunk holds the
@@ -203,7 +208,7 @@ __global__ void __launch_bounds__(kAttnThreads)
     const int heads = G + (writes ? 1 : 0);
     for (int idx = tid; idx < heads * half; idx += kAttnThreads) {
       const int g = idx / half, i = idx % half;
-      const int head = g < G ? kvh * G + g : H + kvh;
+      const int head = g < G ? h0 + g : H + kvh;  // every slice writes the same key
       const float x1 = ToFloat<T>(row[head * D + i]), x2 = ToFloat<T>(row[head * D + i + half]);
       const float o1 =
           Round<T>(Round<T>(x1 * ToFloat<T>(c[i])) + Round<T>(-x2 * ToFloat<T>(sn[i])));
@@ -336,14 +341,14 @@ __global__ void __launch_bounds__(kAttnThreads)
     float a = 0.f;
     for (int k = 0; k < KS; ++k) a += acc[(k * G + g) * D + d];
     if (out != nullptr) {
-      out[(static_cast<int64_t>(b) * H + kvh * G) * D + idx] = FromFloat<T>(a / l[g]);
+      out[(static_cast<int64_t>(b) * H + h0) * D + idx] = FromFloat<T>(a / l[g]);
     } else {
-      const int h = kvh * G + g;
+      const int h = h0 + g;
       part_acc[((static_cast<int64_t>(b) * H + h) * S + split) * D + d] = a;
     }
   }
   if (out == nullptr && tid < G) {
-    const int h = kvh * G + tid;
+    const int h = h0 + tid;
     float* ml = part_ml + ((static_cast<int64_t>(b) * H + h) * S + split) * 2;
     ml[0] = begin < L ? m[tid] : -FLT_MAX;
     ml[1] = begin < L ? l[tid] : 0.f;
@@ -446,7 +451,10 @@ struct AttentionLaunch {
     const int S = static_cast<int>((max_length + split_len - 1) / split_len);
     float* part_acc = workspace;
     float* part_ml = workspace + B * H * S * D;
-    dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV), static_cast<unsigned>(S));
+    // Fewer than 64 (row, kv head) pairs: one block per query head instead of per kv head.
+    const int64_t slices = B * KV < 64 ? H / KV : 1;
+    dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(KV * slices),
+              static_cast<unsigned>(S));
     tlt_gpu::LaunchDependent(
         AttentionPartialKernel<T>, grid, dim3(kAttnThreads), 0, stream,
         static_cast<const T*>(q), static_cast<const T*>(cos), static_cast<const T*>(sin),
