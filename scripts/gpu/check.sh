@@ -32,7 +32,7 @@ grep -E "^-- tlt:" "$OUT/build.log" | tee -a "$summary"
 targets=()
 if ! want tests; then
   want models && targets+=(models_tests engine_bench)
-  want engine && targets+=(engine_bench)
+  want engine && targets+=(engine_bench decode_kernels_bench)
   want spec && targets+=(speculative_tests speculative_bench tlt)
   [ ${#targets[@]} -gt 0 ] && targets=(--target "${targets[@]}")
 fi
@@ -70,6 +70,8 @@ fi
 if want engine; then  # only the engine benchmark (bench/gpu_engine.sh)
   note "== bench/gpu_engine.sh"
   bash bench/gpu_engine.sh /tmp/build "$OUT" 2>&1 | tail -30 | tee -a "$summary"
+  note "== bench/decode_kernels_bench (batch 1, Qwen2-0.5B shapes; us per kernel inside a graph)"
+  /tmp/build/bench/decode_kernels_bench 2>&1 | tee "$OUT/decode_kernels_bench.json" | tee -a "$summary"
 fi
 
 if want spec; then
