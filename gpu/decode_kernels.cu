@@ -132,7 +132,8 @@ constexpr int kMaxHeadDim = 256;
 
 int SplitLength(int64_t max_length, int64_t batch, int64_t num_kv_heads) {
   // Whole tiles of 128 keys, at most 64 chunks per row. Small batches split finer (chunks of
-  // >= 256 keys) so that about two blocks per SM (264) run; large batches use >= 512 keys.
+  // >= 256 keys, >= 128 below 16 kv rows) so that about two blocks per SM (264) run; large
+  // batches use >= 512 keys.
   const int64_t tiles = (max_length + kAttnThreads - 1) / kAttnThreads;
   const int64_t rows = std::max<int64_t>(1, batch * num_kv_heads);
   const int64_t target = (264 + rows - 1) / rows;
@@ -140,8 +141,11 @@ int SplitLength(int64_t max_length, int64_t batch, int64_t num_kv_heads) {
   if (target <= 1) {
     per_split = std::max<int64_t>(4, (tiles + 63) / 64);
   } else {
+    // Few rows (batch 1: 2 kv rows for Qwen2-0.5B): chunks down to one tile, so that short
+    // contexts still spread over several blocks (one tile per block is a short serial chain).
+    const int64_t min_tiles = rows < 16 ? 1 : 2;
     per_split = std::max<int64_t>(
-        2, (tiles + std::min<int64_t>(64, target) - 1) / std::min<int64_t>(64, target));
+        min_tiles, (tiles + std::min<int64_t>(64, target) - 1) / std::min<int64_t>(64, target));
   }
   return static_cast<int>(per_split * kAttnThreads);
 }
@@ -251,6 +255,7 @@ __global__ void __launch_bounds__(kAttnThreads)
       for (int g = 0; g < kMaxGroup; ++g) dots[g] = 0.f;
       const T* krow = kbase + (k0 + tid) * stride;
       if (vector_k) {
+#pragma unroll 8
         for (int d0 = 0; d0 < D; d0 += kVec) {
           const uint4 raw = *reinterpret_cast<const uint4*>(krow + d0);
           const T* e = reinterpret_cast<const T*>(&raw);
@@ -310,7 +315,7 @@ __global__ void __launch_bounds__(kAttnThreads)
         }
       }
       const T* v = vbase + k0 * stride + 2 * pair;
-#pragma unroll 4
+#pragma unroll 8
       for (int j = ks; j < n; j += KS) {
         const float v0 = ToFloat<T>(v[j * stride]), v1 = ToFloat<T>(v[j * stride + 1]);
 #pragma unroll

@@ -42,9 +42,10 @@ int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64
 // out [B, H * D] = softmax(q k^T / sqrt(D)) v over keys 0 .. positions[b] of slot slots[b]
 // (GQA: query head h reads kv head h / (H / KV)). Flash-decoding: the keys are split into
 // chunks of whole 128-key tiles (at most 64 per row; small batches split finer, chunks of >= 256
-// keys; batches of >= 132 kv rows use >= 512 keys) whose partial results a second kernel
-// combines; with a single chunk one kernel writes the output. head_dim <= 256, even;
-// H / KV <= 16. Padding rows get zeros.
+// keys, >= 128 below 16 kv rows; batches of >= 132 kv rows use >= 512 keys) whose partial
+// results a second kernel combines; with a single chunk one kernel writes the output. Below 64
+// kv rows each block takes one query head (else all H / KV heads of its kv head).
+// head_dim <= 256, even; H / KV <= 16. Padding rows get zeros.
 // cos/sin null: q is [B, H, D], rotated, and the cache already holds the new key/value.
 // Otherwise q is the q/k/v projection [B, (H + 2 KV) D] and the kernel does what
 // TltRotaryCacheWrite does first (one kernel fewer per layer).

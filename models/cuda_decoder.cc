@@ -115,6 +115,7 @@ class CudaDecoderImpl : public CudaDecoder {
     pinned_out_ = torch::empty({2 * max_bucket},
                                torch::TensorOptions().dtype(torch::kFloat64).pinned_memory(true));
     Build();
+    TLT_CUDA_CHECK(cudaEventCreateWithFlags(&input_copied_, cudaEventDisableTiming));
     if (options_.time_steps) {
       TLT_CUDA_CHECK(cudaEventCreate(&step_start_));
       TLT_CUDA_CHECK(cudaEventCreate(&step_end_));
@@ -123,6 +124,7 @@ class CudaDecoderImpl : public CudaDecoder {
 
   ~CudaDecoderImpl() override {
     Invalidate();
+    if (input_copied_ != nullptr) cudaEventDestroy(input_copied_);
     if (step_start_ != nullptr) cudaEventDestroy(step_start_);
     if (step_end_ != nullptr) cudaEventDestroy(step_end_);
   }
@@ -270,6 +272,9 @@ class CudaDecoderImpl : public CudaDecoder {
       bk.input = torch::zeros({kInputRows, size},
                               torch::TensorOptions().dtype(torch::kInt64).device(device_));
     }
+    // The previous call's copy from the pinned buffer may still be queued (Forward() does not
+    // wait for the device): wait for it before overwriting the buffer.
+    TLT_CUDA_CHECK(cudaEventSynchronize(input_copied_));
     int64_t* in = pinned_in_.data_ptr<int64_t>();
     auto put_double = [](int64_t* dst, double v) { std::memcpy(dst, &v, sizeof(v)); };
     for (int64_t b = 0; b < size; ++b) {
@@ -291,6 +296,7 @@ class CudaDecoderImpl : public CudaDecoder {
     if (timed_) TLT_CUDA_CHECK(cudaEventRecord(step_start_, stream));
     bk.input.copy_(pinned_in_.narrow(0, 0, kInputRows * size).view({kInputRows, size}),
                    /*non_blocking=*/true);
+    TLT_CUDA_CHECK(cudaEventRecord(input_copied_, stream));
     if (fc_w_.defined()) {
       if (!bk.hidden_in.defined()) {
         bk.hidden_in = torch::zeros({size, config_.hidden_size},
@@ -596,6 +602,7 @@ class CudaDecoderImpl : public CudaDecoder {
   std::vector<torch::Tensor> watched_;
   std::vector<const void*> watched_pointers_;
 
+  cudaEvent_t input_copied_ = nullptr;  // after the last copy out of pinned_in_
   cudaEvent_t step_start_ = nullptr, step_end_ = nullptr;  // options_.time_steps
   bool timed_ = false;
   double device_seconds_ = 0;
