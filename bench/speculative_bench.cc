@@ -6,7 +6,8 @@
 // 2. Records the target's greedy outputs on training prompts and trains a drafter on them
 //    (DrafterTrainer), reporting its loss and top-1 agreement.
 // 3. Measures decode throughput (bfloat16 on CUDA, greedy, held-out prompts, up to --new-tokens
-//    per request, stopping at <eos>; prompts of 8 to 14 terms) at each batch size for:
+//    per request, stopping at <eos>; prompts of 8 to 14 terms; after one warm-up run of the same
+//    requests, so CUDA graphs are captured before timing) at each batch size for:
 //    models::Engine ("plain"), the SpeculativeEngine with SD never on ("plain_eager": the same
 //    eager forwards the SD engine uses), each fixed strategy, and adaptive mode (BEG-MAB, SD on at
 //    batch <= 32 after 10 steps); with the mean accepted length, draft and verify seconds.
@@ -265,8 +266,9 @@ int main(int argc, char** argv) {
       r.stop_token_ids = {1};
       requests.push_back(r);
     }
+    // Warm-up: the same requests in full, so that every CUDA graph bucket the measured run
+    // needs (decode, tree verification, drafter depths, prefill chunks) is captured before it.
     auto warm = requests;
-    for (auto& r : warm) r.max_new_tokens = 8;
     nlohmann::json row = {{"batch", bs}};
     for (const std::string& name : configs) {
       double seconds = 0;
