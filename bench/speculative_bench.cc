@@ -296,7 +296,9 @@ int main(int argc, char** argv) {
         o.max_sequence_length = 80 + a.new_tokens;
         o.fused_plain_decode = a.fused_plain_decode;
         if (name == "plain_eager") {
-          o.sd_batch_threshold = 0;  // SD never on
+          o.sd_batch_threshold = 0;  // SD never on, every forward eager
+          o.fused_plain_decode = false;
+          o.fused_verify = false;
         } else if (name == "adaptive") {
           o.adaptive = true;
           o.sd_batch_threshold = 32;
