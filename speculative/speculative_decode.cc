@@ -343,9 +343,8 @@ Status SpeculativeEngine::VerifyForward(const std::vector<DraftTree>& trees,
   return Status::OK();
 }
 
-Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch) {
+Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64_t arm) {
   const int64_t B = static_cast<int64_t>(batch.size());
-  const int64_t arm = bandit_ ? bandit_->Select(B) : -1;
   const Strategy strategy = bandit_ ? bandit_->strategies()[arm] : options_.strategy;
   Synchronize();
   const auto t0 = std::chrono::steady_clock::now();

@@ -141,8 +141,14 @@ Status SpeculativeEngine::Step() {
       (i < num_decode ? decode : admit).push_back(batch[i].get());
     if (!admit.empty()) RETURN_NOT_OK(Prefill(admit));
     if (!decode.empty()) {
-      if (switch_.Observe(static_cast<int64_t>(decode.size()))) {
-        RETURN_NOT_OK(SpeculativeDecode(decode));
+      const int64_t B = static_cast<int64_t>(decode.size());
+      if (switch_.Observe(B)) {
+        const int64_t arm = bandit_ ? bandit_->Select(B) : -1;
+        if (bandit_ && bandit_->is_plain(arm)) {
+          RETURN_NOT_OK(PlainDecode(decode, arm));
+        } else {
+          RETURN_NOT_OK(SpeculativeDecode(decode, arm));
+        }
       } else {
         RETURN_NOT_OK(PlainDecode(decode));
       }
@@ -218,7 +224,7 @@ Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {
   return Status::OK();
 }
 
-Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch) {
+Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch, int64_t arm) {
   Synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t B = static_cast<int64_t>(batch.size());
@@ -275,9 +281,10 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch) {
   }
   if (!overfull.empty()) CatchUpDrafter(overfull, /*keep_last=*/true);
   Synchronize();
-  stats_.plain_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  stats_.plain_seconds += seconds;
   stats_.sd_off_steps++;
+  if (bandit_ && arm >= 0) bandit_->Update(B, arm, 1.0, seconds);
   return Status::OK();
 }
 

@@ -75,10 +75,16 @@ struct SpeculativeEngineOptions {
   // TLT's release uses 32 and 10.
   int64_t sd_batch_threshold = INT64_MAX;
   int64_t sd_patience = 0;
-  // Adaptive: StrategyBandit over adaptive_strategies picks each SD step's strategy.
+  // Adaptive: StrategyBandit over adaptive_strategies picks each SD step's strategy; with
+  // bandit.plain_arm (on by default here) "no speculation" is an arm too, so that a step where
+  // the switch allows SD still decodes plainly where the bandit measured that to be faster.
   bool adaptive = false;
   std::vector<Strategy> adaptive_strategies{{8, 4, 48}, {8, 4, 32}, {8, 4, 16}, {8, 4, 8}};
-  StrategyBanditOptions bandit;
+  StrategyBanditOptions bandit = [] {
+    StrategyBanditOptions o;
+    o.plain_arm = true;
+    return o;
+  }();
   // CUDA: SD-off steps run through models::CudaDecoder (the plain engine's fused kernels, CUDA
   // graphs when cuda_graphs) instead of Transformer::Forward; ignored where it is unsupported.
   bool fused_plain_decode = true;
@@ -157,8 +163,9 @@ class SpeculativeEngine {
   SpeculativeEngine(models::Transformer target, Drafter drafter,
                     const SpeculativeEngineOptions& options);
   Status Prefill(std::vector<Sequence*>& batch);
-  Status PlainDecode(std::vector<Sequence*>& batch);
-  Status SpeculativeDecode(std::vector<Sequence*>& batch);
+  // `arm`: the bandit arm that chose this step (rewarded with its outcome), or -1.
+  Status PlainDecode(std::vector<Sequence*>& batch, int64_t arm = -1);
+  Status SpeculativeDecode(std::vector<Sequence*>& batch, int64_t arm);
   // The target forward of all trees of an SD step (decoder_ or TreeForward): per request the
   // float32 logits [n, V] and hidden states [n, H] of its n nodes, cache written at start + i.
   Status VerifyForward(const std::vector<DraftTree>& trees, const std::vector<int64_t>& starts,

@@ -25,6 +25,9 @@ StrategyBandit::StrategyBandit(std::vector<Strategy> strategies, StrategyBanditO
   for (size_t b = 1; b < buckets; ++b) {
     if (bucket_arms_[b].empty()) bucket_arms_[b] = bucket_arms_[b - 1];
   }
+  if (options_.plain_arm) {
+    for (auto& arms : bucket_arms_) arms.push_back(plain_arm_index());
+  }
 }
 
 int64_t StrategyBandit::BucketOf(int64_t batch_size) const {

@@ -10,6 +10,9 @@
 // uniformly random arm of the bucket, else the arm with the highest median reward over its
 // sliding window (the last `window` rewards at this batch size; ties: the earlier arm).
 // Reward = accepted length * batch size / step time (draft + verify), recorded with Update().
+// With plain_arm, every bucket also has the arm plain_arm_index() (= strategies().size()): a
+// step without speculation, rewarded with 1 token per request over its time, so the bandit
+// stops speculating at batch sizes where SD is slower than plain decoding.
 //
 // Randomness comes from an injected uniform [0, 1) source, so tests are deterministic. Plain C++
 // (no LibTorch); not thread-safe.
@@ -30,6 +33,7 @@ struct StrategyBanditOptions {
   std::vector<int64_t> bucket_edges{1, 2, 5, 21};
   double epsilon = 0.1;
   int64_t window = 300;
+  bool plain_arm = false;
 };
 
 class StrategyBandit {
@@ -44,6 +48,8 @@ class StrategyBandit {
   void Update(int64_t batch_size, int64_t arm, double accepted_length, double step_seconds);
 
   const std::vector<Strategy>& strategies() const { return strategies_; }
+  int64_t plain_arm_index() const { return static_cast<int64_t>(strategies_.size()); }
+  bool is_plain(int64_t arm) const { return options_.plain_arm && arm == plain_arm_index(); }
   // Arms (indices) serving batch size `batch_size`.
   const std::vector<int64_t>& ArmsFor(int64_t batch_size) const;
   // Median of the arm's window at this batch size; 0 when empty.

@@ -48,6 +48,7 @@ SpeculativeEngineOptions AdaptiveOptions() {
   o.adaptive_strategies = {ParseStrategy("4_2_6").value(), ParseStrategy("3_1_3").value(),
                            ParseStrategy("2_2_3").value()};
   o.bandit.bucket_edges = {1, 2, 4};
+  o.bandit.plain_arm = false;  // every SD-allowed step speculates (PlainArm* turns it on)
   o.sd_batch_threshold = 2;
   o.sd_patience = 2;
   o.max_pending_pairs = 3;  // exercises the catch-up of long pending runs while SD is off
@@ -115,6 +116,30 @@ TEST(AdaptiveEngineTest, GreedyEqualsPlainWhileSwitching) {
   EXPECT_EQ(histogram_steps, s.steps);
   EXPECT_GT(s.draft_seconds, 0);
   EXPECT_GT(s.verify_seconds, 0);
+}
+
+// With the plain arm, the bandit also decodes plainly while SD is allowed: outputs stay the plain
+// greedy ones and the plain steps are counted as SD-off steps.
+TEST(AdaptiveEngineTest, PlainArmKeepsGreedyOutput) {
+  models::Transformer target = Fixture();
+  SpeculativeEngineOptions o = AdaptiveOptions();
+  o.bandit.plain_arm = true;
+  o.sd_batch_threshold = 8;  // SD always allowed (after the patience)
+  auto engine = SpeculativeEngine::Create(target, InitDrafter(target, 5), o);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const std::vector<models::Request> requests = {Greedy({5, 17, 99, 3}, 40), Greedy({200, 7}, 30)};
+  auto got = (*engine)->Generate(requests);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ((*got)[i].tokens, PlainGreedy(target, requests[i])) << "request " << i;
+  }
+  const SpeculativeStats& s = (*engine)->stats();
+  const StrategyBandit* bandit = (*engine)->bandit();
+  ASSERT_NE(bandit, nullptr);
+  // Every bucket's arms were tried, the plain one included: more plain steps than the patience.
+  EXPECT_GT(s.sd_off_steps, o.sd_patience);
+  EXPECT_GT(s.sd_on_steps, 0);
+  EXPECT_GT(bandit->MedianReward(2, bandit->plain_arm_index()), 0.0);
 }
 
 // Sampling with SD switching on and off between steps keeps the plain distribution of the first

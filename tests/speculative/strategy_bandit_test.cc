@@ -50,6 +50,31 @@ TEST(StrategyBanditTest, UntriedFirstThenBestMedianWithEpsilonExploration) {
   EXPECT_DOUBLE_EQ(bandit.MedianReward(3, 2), 12.0);
 }
 
+// The plain arm (no speculation) joins every bucket after the strategies, is tried like them,
+// and wins where its reward (1 token per request per second of step) is the best.
+TEST(StrategyBanditTest, PlainArmServesEveryBucketAndWinsWhenFaster) {
+  StrategyBanditOptions options;
+  options.plain_arm = true;
+  StrategyBandit bandit(Defaults(), options, [] { return 0.99; });  // never explores
+  const int64_t plain = bandit.plain_arm_index();
+  EXPECT_EQ(plain, static_cast<int64_t>(Defaults().size()));
+  EXPECT_TRUE(bandit.is_plain(plain));
+  EXPECT_FALSE(bandit.is_plain(0));
+  for (int64_t bs : {1, 2, 5, 21, 500}) EXPECT_EQ(bandit.ArmsFor(bs).back(), plain);
+  // Batch 16 (arms {3, plain}): SD gains 3 tokens a request in 0.2 s (reward 240), plain 1 token
+  // in 0.05 s (reward 320): plain wins; then faster SD steps win it back.
+  EXPECT_EQ(bandit.Select(16), 3);
+  bandit.Update(16, 3, 3.0, 0.2);
+  EXPECT_EQ(bandit.Select(16), plain);
+  bandit.Update(16, plain, 1.0, 0.05);
+  EXPECT_EQ(bandit.Select(16), plain);
+  for (int i = 0; i < 3; ++i) bandit.Update(16, 3, 3.0, 0.1);  // reward 480
+  EXPECT_EQ(bandit.Select(16), 3);
+  StrategyBandit without(Defaults(), {}, [] { return 0.99; });
+  EXPECT_FALSE(without.is_plain(without.plain_arm_index()));
+  for (int64_t bs : {1, 500}) EXPECT_NE(without.ArmsFor(bs).back(), without.plain_arm_index());
+}
+
 TEST(StrategyBanditTest, WindowKeepsTheLastRewards) {
   StrategyBanditOptions options;
   options.window = 3;
