@@ -132,7 +132,8 @@ class CudaDecoderImpl : public CudaDecoder {
   double device_seconds() const override { return device_seconds_; }
   int64_t timed_steps() const override { return timed_steps_; }
 
-  Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden) override {
+  Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden,
+                              bool hidden_on_device) override {
     try {
       torch::NoGradGuard no_grad;
       const int64_t B = static_cast<int64_t>(rows.size());
@@ -166,7 +167,10 @@ class CudaDecoderImpl : public CudaDecoder {
         result.tokens.push_back(static_cast<int64_t>(data[b]));
         result.logprobs.push_back(static_cast<float>(data[bk->size + b]));
       }
-      if (want_hidden) result.hidden = bk->hidden.narrow(0, 0, B).cpu();
+      if (want_hidden) {
+        torch::Tensor h = bk->hidden.narrow(0, 0, B);
+        result.hidden = hidden_on_device ? h.clone() : h.cpu();
+      }
       return result;
     } catch (const c10::Error& e) {
       return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());

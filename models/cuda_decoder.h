@@ -81,7 +81,9 @@ struct StepTensors {
 struct DecodeOutput {
   std::vector<int64_t> tokens;
   std::vector<float> logprobs;
-  torch::Tensor hidden;  // [rows, hidden] on CPU (model dtype) when asked, else undefined
+  // [rows, hidden] (model dtype) when asked, else undefined: on the CPU, or a copy on the
+  // device with hidden_on_device.
+  torch::Tensor hidden;
 };
 
 // The parameters a step reads. From a Transformer: its embedding, layers, final norm and LM head.
@@ -113,7 +115,8 @@ class CudaDecoder {
 
   // Runs the step: writes each row's key/value at `position` (the caller commits the length),
   // samples the next token. rows.size() <= max_rows (default: the cache slots).
-  virtual Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden) = 0;
+  virtual Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden,
+                                      bool hidden_on_device = false) = 0;
   // Float32 logits [rows, V] of the step (a copy, on the device), without sampling (tests).
   virtual Result<torch::Tensor> DecodeLogits(const std::vector<DecodeRow>& rows) = 0;
   // Runs the step without sampling (tree verification): writes every row's key/value, returns

@@ -252,7 +252,8 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch, int64_t arm
       rows[b].uniform = models::CounterUniform(seeds[b], counters[b]);
     }
     ASSIGN_OR_RETURN(models::DecodeOutput decoded,
-                     decoder_->Decode(rows, /*want_hidden=*/!options_.draft_oracle));
+                     decoder_->Decode(rows, /*want_hidden=*/!options_.draft_oracle,
+                                      /*hidden_on_device=*/true));
     sampled.tokens = std::move(decoded.tokens);
     sampled.logprobs = std::move(decoded.logprobs);
     if (decoded.hidden.defined()) hidden = decoded.hidden.to(options_.device, options_.dtype);
