@@ -1,23 +1,27 @@
-// CudaDecoder: the fast decode step of the Engine on CUDA (one new token per running request).
+// CudaDecoder: the fast decode step of the Engine on CUDA (one new token per running request),
+// also used for tree verification, short prefills and the EAGLE drafter (see DecodeRow).
 //
-// Per layer the step runs eight kernels (nine for caches longer than one attention chunk):
-// RMSNorm, one q/k/v GEMM (weights concatenated at creation, bias fused), flash-decoding
-// attention with rotary and the KV-cache write fused in (a partial and, for long caches, a
-// combine kernel, reading each row's length from device memory), o_proj GEMM with the residual
-// add fused (addmm), RMSNorm, one gate/up GEMM, SiLU*mul, down_proj GEMM + residual (addmm);
-// the kernels live in gpu/decode_kernels.cu. Optionally, batches of <= 8 rows replace each
-// RMSNorm + GEMM pair by one GEMV kernel (CudaDecoderOptions::small_batch_gemv, off by default).
-// Greedy rows are sampled on the device inside the step;
-// other rows by SampleOnDevice() right after it. One device-to-host copy brings back tokens and
-// log-probs.
+// Batches of <= 4 rows (CudaDecoderOptions::small_batch_gemv, on by default) run four GEMV
+// kernels a layer from gpu/gemv_kernels.h (q/k/v with the input RMSNorm and bias fused, o_proj +
+// residual, gate/up with the RMSNorm and SiLU*mul fused, down + residual) around the attention
+// kernel, and one LM-head GEMV that applies the final norm, writes float32 logits and the greedy
+// argmax. Larger batches use cuBLAS: RMSNorm, one q/k/v GEMM (weights concatenated at creation,
+// bias fused), attention, o_proj addmm + residual, RMSNorm, one gate/up GEMM, SiLU*mul, down
+// addmm + residual. Attention (gpu/decode_kernels.h) is flash-decoding with rotary and the KV
+// write fused in, reading each row's length from device memory; tree rows write all keys first
+// (a rotary kernel) and attend with ancestor masks. The GEMV and attention kernels use
+// programmatic dependent launch on compute capability >= 9 (gpu/dependent_launch.cuh).
+// Greedy rows are sampled on the device inside the step; other rows by SampleOnDevice() right
+// after it. One device-to-host copy brings back tokens and log-probs.
 //
-// With CUDA graphs on, the step for a batch of B rows is captured once per batch-size bucket
-// (1, 2, 4, ... up to the cache's slots; B is padded to its bucket with rows the kernels skip)
-// and replayed with the step's inputs copied into the graph's static input buffer. Graphs are
-// captured lazily (after one eager warm-up) on a side stream, and dropped by Invalidate() or
-// when the cache storage moves (KvCache::Release/Recreate). Weight reloads copy in place: the
-// concatenated q/k/v and gate/up copies are refreshed when a source parameter's version counter
-// changes, so graphs stay valid; a parameter that moved (new storage) rebuilds everything.
+// With CUDA graphs on, the step for B rows is captured once per row-count bucket (1, 2, 4, ...
+// up to max_rows; B is padded to its bucket with rows the kernels skip; tree steps have their
+// own graphs) and replayed with the step's inputs copied into the graph's static input buffer.
+// Graphs are captured lazily (after one eager warm-up) on a side stream, and dropped by
+// Invalidate() or when the cache storage moves (KvCache::Release/Recreate). Weight reloads copy
+// in place: the concatenated q/k/v and gate/up copies are refreshed when a source parameter's
+// version counter changes, so graphs stay valid; a parameter that moved (new storage) rebuilds
+// everything.
 //
 // Create() returns null when the build has no CUDA LibTorch or the model/cache is not
 // supported (then the Engine uses Transformer::Forward). Not thread-safe (the Engine's thread).
