@@ -4,17 +4,9 @@
 
 #include <limits>
 
+#include "models/splitmix64.h"
+
 namespace tlt::models {
-namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 double CounterUniform(uint64_t seed, uint64_t counter, uint64_t stream) {
   uint64_t z = SplitMix64(SplitMix64(seed ^ SplitMix64(stream)) + counter);

@@ -209,13 +209,19 @@ TransformerImpl::TransformerImpl(const ModelConfig& config) : config_(config) {
         torch::nn::Linear(
             torch::nn::LinearOptions(config.hidden_size, config.vocab_size).bias(false)));
   }
+  InitializeParameters(*this);
+}
+
+void InitializeParameters(torch::nn::Module& module, at::Generator* generator) {
   torch::NoGradGuard no_grad;
-  for (auto& p : named_parameters()) {
+  for (auto& p : module.named_parameters()) {
     const std::string& name = p.key();
     if (name.find("norm") != std::string::npos) {
       p.value().fill_(1.0);
     } else if (name.size() > 5 && name.substr(name.size() - 5) == ".bias") {
       p.value().zero_();
+    } else if (generator != nullptr) {
+      p.value().normal_(0.0, 0.02, *generator);
     } else {
       p.value().normal_(0.0, 0.02);
     }

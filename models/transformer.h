@@ -14,6 +14,7 @@
 // Like every LibTorch module: not thread-safe; move it to a device/dtype with ->to().
 #pragma once
 
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
@@ -101,6 +102,14 @@ class TransformerImpl : public torch::nn::Module {
   ModelConfig config_;
 };
 TORCH_MODULE(Transformer);
+
+// The initial values of a freshly built decoder module (Transformer, Drafter), in the order
+// of module.named_parameters(): every parameter whose name contains "norm" is set to 1, every
+// one whose name ends in ".bias" to 0, and every other one drawn from normal(0, 0.02). The
+// draws come from `generator`, or from LibTorch's default CPU generator (torch::manual_seed)
+// when it is null, so a given seed yields the same values as before this was shared.
+// Runs without autograd; the module must have all its parameters registered.
+void InitializeParameters(torch::nn::Module& module, at::Generator* generator = nullptr);
 
 // Parses the torch_dtype names used by HF configs ("float32", "bfloat16", "float16").
 Result<torch::Dtype> DtypeFromName(const std::string& name);

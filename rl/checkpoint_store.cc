@@ -7,10 +7,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "runtime/file_util.h"
 
@@ -19,14 +17,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kManifestFormat = "tlt-rl-checkpoint-1";
-
-Result<std::string> ReadFile(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return NotFound("cannot read " + path.string());
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 uint32_t Crc(const std::string& data) {
   return static_cast<uint32_t>(

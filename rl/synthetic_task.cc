@@ -3,22 +3,19 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/splitmix64.h"
+
 namespace tlt::rl {
 namespace {
 
-// splitmix64: a counter-based stream, so example i does not depend on the others.
-uint64_t Mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using models::SplitMix64;
 
+// A counter-based stream (splitmix64), so example i does not depend on the others.
 class Stream {
  public:
   Stream(uint64_t seed, int64_t index)
-      : state_(Mix(seed) ^ Mix(static_cast<uint64_t>(index) + 17)) {}
-  uint64_t Next() { return Mix(state_ += 0x632BE59BD9B4E019ULL); }
+      : state_(SplitMix64(seed) ^ SplitMix64(static_cast<uint64_t>(index) + 17)) {}
+  uint64_t Next() { return SplitMix64(state_ += 0x632BE59BD9B4E019ULL); }
   double Uniform() { return (Next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
 
  private:

@@ -8,9 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "rl/checkpoint.h"
 #include "rl/checkpoint_store.h"
@@ -21,14 +19,6 @@ namespace fs = std::filesystem;
 
 // ---------------------------------------------------------------- checkpoints
 namespace {
-
-Result<std::string> ReadFile(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return NotFound("cannot read " + path.string());
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 void SyncPath(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY);

@@ -1,4 +1,5 @@
-// Small file helpers shared by every layer (header-only, no dependencies beyond POSIX).
+// Small file helpers shared by every layer (header-only, no dependencies beyond POSIX and the
+// C++ standard library).
 //
 // RemoveTree exists because std::filesystem::remove_all crashed (a call through a null
 // pointer inside libstdc++) on the GPU machine's GCC 13 toolchain with PyTorch's LibTorch:
@@ -11,6 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "runtime/status.h"
@@ -29,6 +32,16 @@ inline Status RemoveTree(const std::string& path) {
   if (nftw(path.c_str(), internal::RemoveEntry, 16, FTW_DEPTH | FTW_PHYS) != 0)
     return IoError("cannot remove " + path + ": " + std::strerror(errno));
   return Status::OK();
+}
+
+// The whole content of the file at `path`, read in binary mode; NotFound("cannot read <path>")
+// when it cannot be opened. Thread-safe (no shared state).
+inline Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return NotFound("cannot read " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 }  // namespace tlt

@@ -21,18 +21,8 @@ DrafterImpl::DrafterImpl(const models::ModelConfig& target_config, uint64_t seed
   fc = register_module("fc", torch::nn::Linear(torch::nn::LinearOptions(2 * H, H).bias(true)));
   layers = register_module("layers", torch::nn::ModuleList());
   layers->push_back(models::DecoderLayer(config_));
-  torch::NoGradGuard no_grad;
   at::Generator gen = at::detail::createCPUGenerator(seed);
-  for (auto& p : named_parameters()) {
-    const std::string& name = p.key();
-    if (name.find("norm") != std::string::npos) {
-      p.value().fill_(1.0);
-    } else if (name.size() > 5 && name.substr(name.size() - 5) == ".bias") {
-      p.value().zero_();
-    } else {
-      p.value().normal_(0.0, 0.02, gen);
-    }
-  }
+  models::InitializeParameters(*this, &gen);
 }
 
 torch::Tensor DrafterImpl::Forward(models::Transformer& target, const torch::Tensor& tokens,

@@ -1,27 +1,17 @@
 // The `tlt` model commands, run as a separate process, against the transformers fixtures.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
 
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "models/safetensors.h"
+#include "tests/cli_test_util.h"
 
 namespace tlt::models {
 namespace {
 
-std::string RunCli(const std::string& args, int* exit_code) {
-  std::string out;
-  FILE* p = popen((std::string(TLT_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
-  char buf[65536];
-  size_t n;
-  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = p ? pclose(p) : -1;
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
+using test_util::RunCli;
 
 const std::string kDir = std::string(TLT_FIXTURES_DIR) + "/hf/llama_gqa_untied";
 

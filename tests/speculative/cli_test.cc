@@ -1,31 +1,21 @@
 // `tlt generate --drafter` and `tlt drafter init|record|train`, run end to end as a separate
 // process on a tiny checkpoint.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "models/transformer.h"
 #include "runtime/file_util.h"
+#include "tests/cli_test_util.h"
 #include "tests/models/test_models.h"
 
 namespace tlt::speculative {
 namespace {
 
-std::string RunCli(const std::string& args, int* exit_code) {
-  std::string out;
-  FILE* p = popen((std::string(TLT_CLI_PATH) + " " + args + " 2>&1").c_str(), "r");
-  char buf[65536];
-  size_t n;
-  while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = p ? pclose(p) : -1;
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
+using test_util::RunCli;
 
 // The last line of the output (JSON; glog lines come before it on stderr).
 nlohmann::json LastJson(const std::string& out) {
@@ -88,7 +78,9 @@ TEST_F(DrafterCliTest, InitRecordTrainGenerate) {
   auto adaptive = Generate("--drafter " + dir_ + "/d0 --adaptive --strategies 3_2_4,2_1_2 " +
                            "--sd-threshold 1 --sd-patience 3");
   EXPECT_EQ(adaptive["samples"][0]["tokens"].get<std::vector<int64_t>>(), plain);
-  EXPECT_EQ(adaptive["stats"]["speculative"]["sd_off_steps"].get<int64_t>(), 2);  // patience 3
+  // Patience 3: two plain steps first; then the bandit's plain arm may decode plainly too (it
+  // wins against an untrained drafter on a CPU).
+  EXPECT_GE(adaptive["stats"]["speculative"]["sd_off_steps"].get<int64_t>(), 2);
   EXPECT_GT(adaptive["stats"]["speculative"]["sd_on_steps"].get<int64_t>(), 0);
 
   // Record greedy responses of a few prompts, train on them, measure again.
