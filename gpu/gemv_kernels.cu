@@ -339,9 +339,12 @@ Plan MakePlan(const TltGemvParams& p, const DeviceInfo& d) {
 
 template <typename Kernel, typename Args>
 cudaError_t Launch(Kernel kernel, const Args& args, const Plan& plan, cudaStream_t stream) {
-  if (plan.smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(plan.smem));
+  // Static shared memory (under kStaticSmem) counts against the 48 KiB default too. The opt-in
+  // is always the device's maximum, so it never shrinks below a size an earlier call (or a
+  // captured graph node) uses.
+  if (plan.smem + kStaticSmem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               CurrentDevice().smem_optin - kStaticSmem);
     if (e != cudaSuccess) return e;
   }
   return tlt_gpu::LaunchDependent(kernel, dim3(plan.grid), dim3(kThreads), plan.smem, stream,

@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -97,12 +98,14 @@ struct Bucket {
 class CudaDecoderImpl : public CudaDecoder {
  public:
   CudaDecoderImpl(std::function<DecoderWeights()> source, const ModelConfig& config,
-                  KvCache* cache, const CudaDecoderOptions& options)
+                  KvCache* cache, const CudaDecoderOptions& options, c10::Device weights_device)
       : source_(std::move(source)),
         cache_(cache),
         options_(options),
         config_(config),
-        side_stream_(c10::cuda::getStreamFromPool()) {
+        exec_device_(weights_device),
+        side_stream_(c10::cuda::getStreamFromPool(false, weights_device.index())) {
+    c10::cuda::CUDAGuard guard(exec_device_);
     const KvCacheOptions& c = cache_->options();
     dtype_ = c.dtype;
     device_ = c.device;
@@ -135,6 +138,7 @@ class CudaDecoderImpl : public CudaDecoder {
   Result<DecodeOutput> Decode(const std::vector<DecodeRow>& rows, bool want_hidden,
                               bool hidden_on_device) override {
     try {
+      c10::cuda::CUDAGuard guard(exec_device_);
       torch::NoGradGuard no_grad;
       const int64_t B = static_cast<int64_t>(rows.size());
       Bucket* bk = nullptr;
@@ -179,6 +183,7 @@ class CudaDecoderImpl : public CudaDecoder {
 
   Result<torch::Tensor> DecodeLogits(const std::vector<DecodeRow>& rows) override {
     try {
+      c10::cuda::CUDAGuard guard(exec_device_);
       torch::NoGradGuard no_grad;
       Bucket* bk = nullptr;
       RETURN_NOT_OK(Run(rows, &bk));
@@ -209,6 +214,7 @@ class CudaDecoderImpl : public CudaDecoder {
       return InvalidArgument("cuda decoder: hidden_in must be [rows, hidden] on the device");
     }
     try {
+      c10::cuda::CUDAGuard guard(exec_device_);
       torch::NoGradGuard no_grad;
       Bucket* bk = nullptr;
       RETURN_NOT_OK(Run(rows, &bk, hidden_in));
@@ -255,7 +261,17 @@ class CudaDecoderImpl : public CudaDecoder {
                                ", position " + std::to_string(r.position) + ", tree base " +
                                std::to_string(r.tree_base) + ") out of range");
       }
-      tree = tree || r.tree_base >= 0;
+      // Own rotary positions also take the tree path (the fused attention rotates by position).
+      tree = tree || r.tree_base >= 0 || r.rotary_position >= 0;
+    }
+    if (!tree) {  // plain rows write and read their slot's keys in one kernel: one row a slot
+      std::vector<int64_t> seen;
+      for (const DecodeRow& r : rows) seen.push_back(r.slot);
+      std::sort(seen.begin(), seen.end());
+      if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
+        return InvalidArgument("cuda decoder: several rows of one slot need tree rows "
+                               "(DecodeRow::tree_base)");
+      }
     }
     CheckWeights();
     if (cache_->keys(0).data_ptr() != cache_pointer_) {
@@ -594,6 +610,7 @@ class CudaDecoderImpl : public CudaDecoder {
   KvCache* cache_;
   CudaDecoderOptions options_;
   ModelConfig config_;
+  c10::Device exec_device_;  // the weights' device (with its index): every call runs there
   torch::Dtype dtype_ = torch::kBFloat16;
   torch::Device device_ = torch::kCUDA;
   int kernel_dtype_ = kTltBFloat16;
@@ -673,7 +690,8 @@ std::unique_ptr<CudaDecoder> CudaDecoder::CreateFromWeights(
     }
   }
   try {
-    return std::make_unique<CudaDecoderImpl>(std::move(weights), config, cache, options);
+    return std::make_unique<CudaDecoderImpl>(std::move(weights), config, cache, options,
+                                             w.embed.device());
   } catch (const c10::Error& e) {
     return refuse(e.what_without_backtrace());
   }

@@ -112,29 +112,47 @@ Status Engine::Step() {
   if (idle()) return Status::OK();
   if (cache_->released()) return Unavailable("engine: KV cache is released; RecreateCache() first");
   torch::NoGradGuard no_grad;
+  std::vector<std::unique_ptr<Sequence>> decode = std::move(running_);
+  running_.clear();
+  std::vector<std::unique_ptr<Sequence>> admit;
+  Status status;
   try {
-    std::vector<std::unique_ptr<Sequence>> decode = std::move(running_);
-    running_.clear();
-    std::vector<std::unique_ptr<Sequence>> admit;
     int64_t prefill_tokens = 0;
-    while (!waiting_.empty() && cache_->num_free_slots() > 0) {
+    while (status.ok() && !waiting_.empty() && cache_->num_free_slots() > 0) {
       const int64_t n = static_cast<int64_t>(waiting_.front()->request.prompt.size());
       if (!admit.empty() && prefill_tokens + n > options_.max_prefill_tokens) break;
-      std::unique_ptr<Sequence> seq = std::move(waiting_.front());
+      Result<int64_t> slot = cache_->AllocateSlot();
+      if (!slot.ok()) {
+        status = slot.status();
+        break;
+      }
+      admit.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
-      ASSIGN_OR_RETURN(seq->slot, cache_->AllocateSlot());
+      admit.back()->slot = *slot;
       prefill_tokens += n;
-      admit.push_back(std::move(seq));
     }
-    if (!admit.empty()) RETURN_NOT_OK(RunBatch(std::move(admit), /*prefill=*/true));
-    if (!decode.empty()) RETURN_NOT_OK(RunBatch(std::move(decode), /*prefill=*/false));
+    if (status.ok() && !admit.empty()) status = RunBatch(admit, /*prefill=*/true);
+    if (status.ok() && !decode.empty()) status = RunBatch(decode, /*prefill=*/false);
   } catch (const c10::Error& e) {
-    return Internal(std::string("engine step: ") + e.what_without_backtrace());
+    status = Internal(std::string("engine step: ") + e.what_without_backtrace());
   }
-  return Status::OK();
+  if (!status.ok()) {
+    // No request is lost: admitted ones not prefilled go back to the front of the queue (their
+    // slots freed), running ones stay; a later Step() retries, Cancel() still finds them.
+    for (size_t i = admit.size(); i-- > 0;) {
+      if (!admit[i]) continue;
+      if (admit[i]->slot >= 0) CHECK_OK(cache_->FreeSlot(admit[i]->slot));
+      admit[i]->slot = -1;
+      waiting_.push_front(std::move(admit[i]));
+    }
+    for (auto& seq : decode) {
+      if (seq) running_.push_back(std::move(seq));
+    }
+  }
+  return status;
 }
 
-Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefill) {
+Status Engine::RunBatch(std::vector<std::unique_ptr<Sequence>>& batch, bool prefill) {
   const int64_t B = static_cast<int64_t>(batch.size());
   std::vector<int64_t> start(B), count(B), slots(B);
   int64_t T = 1;

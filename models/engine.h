@@ -151,7 +151,9 @@ class Engine {
   };
   Engine(Transformer model, const EngineOptions& options);
   // Forward `seqs` (prefill when `prefill`), sample one token each, retire finished ones.
-  Status RunBatch(std::vector<std::unique_ptr<Sequence>> batch, bool prefill);
+  // Runs one forward for `batch` and moves each request on (running_ or finished); on an error
+  // before that, `batch` is left as it was (Step() puts its requests back).
+  Status RunBatch(std::vector<std::unique_ptr<Sequence>>& batch, bool prefill);
   // The eager path: Transformer::Forward, then Sample() on the host-visible logits.
   Status ForwardAndSample(const std::vector<std::unique_ptr<Sequence>>& batch, bool prefill,
                           const std::vector<int64_t>& start, const std::vector<int64_t>& count,

@@ -124,24 +124,43 @@ Status KvCache::Recreate() {
 
 Status KvCache::CopyPositions(int64_t slot, const std::vector<int64_t>& src,
                               const std::vector<int64_t>& dst) {
+  return CopyPositions(std::vector<int64_t>(src.size(), slot), src, dst);
+}
+
+Status KvCache::CopyPositions(const std::vector<int64_t>& slots, const std::vector<int64_t>& src,
+                              const std::vector<int64_t>& dst) {
   if (released_) return Unavailable("KvCache::CopyPositions: the cache is released");
-  if (!is_allocated(slot) || src.size() != dst.size()) {
-    return InvalidArgument("KvCache::CopyPositions: slot " + std::to_string(slot) +
-                           " not allocated or src/dst sizes differ");
+  if (src.size() != dst.size() || slots.size() != src.size()) {
+    return InvalidArgument("KvCache::CopyPositions: slots, src and dst differ in size");
   }
-  if (src.empty() || src == dst) return Status::OK();
-  std::vector<int64_t> both(src);
-  both.insert(both.end(), dst.begin(), dst.end());
-  for (int64_t p : both) {
-    if (p < 0 || p >= options_.max_length) {
-      return InvalidArgument("KvCache::CopyPositions: position " + std::to_string(p) +
-                             " outside [0, " + std::to_string(options_.max_length) + ")");
+  std::vector<int64_t> index[3];  // slots, from, to: the pairs that move
+  for (size_t i = 0; i < src.size(); ++i) {
+    if (!is_allocated(slots[i])) {
+      return InvalidArgument("KvCache::CopyPositions: slot " + std::to_string(slots[i]) +
+                             " not allocated");
     }
+    for (int64_t p : {src[i], dst[i]}) {
+      if (p < 0 || p >= options_.max_length) {
+        return InvalidArgument("KvCache::CopyPositions: position " + std::to_string(p) +
+                               " outside [0, " + std::to_string(options_.max_length) + ")");
+      }
+    }
+    if (src[i] == dst[i]) continue;
+    index[0].push_back(slots[i]);
+    index[1].push_back(src[i]);
+    index[2].push_back(dst[i]);
   }
-  const int64_t n = static_cast<int64_t>(src.size());
-  torch::Tensor index = torch::tensor(both, torch::kInt64).to(options_.device);
-  torch::Tensor row = storage_.select(2, slot);  // [2, layers, max_length, kv heads, head dim]
-  row.index_copy_(2, index.narrow(0, n, n), row.index_select(2, index.narrow(0, 0, n)));
+  const int64_t n = static_cast<int64_t>(index[0].size());
+  if (n == 0) return Status::OK();
+  std::vector<int64_t> all(index[0]);
+  all.insert(all.end(), index[1].begin(), index[1].end());
+  all.insert(all.end(), index[2].begin(), index[2].end());
+  torch::Tensor t = torch::tensor(all, torch::kInt64).to(options_.device);  // one copy
+  using torch::indexing::Slice;
+  const torch::Tensor s = t.narrow(0, 0, n), from = t.narrow(0, n, n), to = t.narrow(0, 2 * n, n);
+  // [2, layers, n, kv heads, head dim], gathered before any write.
+  torch::Tensor rows = storage_.index({Slice(), Slice(), s, from});
+  storage_.index_put_({Slice(), Slice(), s, to}, rows);
   return Status::OK();
 }
 

@@ -69,6 +69,9 @@ class KvCache {
   // decoding uses it to move an accepted tree path to consecutive positions.
   Status CopyPositions(int64_t slot, const std::vector<int64_t>& src,
                        const std::vector<int64_t>& dst);
+  // The same for many slots at once: pair i copies (slots[i], src[i]) to (slots[i], dst[i]).
+  Status CopyPositions(const std::vector<int64_t>& slots, const std::vector<int64_t>& src,
+                       const std::vector<int64_t>& dst);
 
   // Frees the memory (on CUDA also returns it from the caching allocator to the device).
   void Release();

@@ -349,7 +349,14 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   Synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> root_hidden(batch.size());
-  if (!options_.draft_oracle) root_hidden = CatchUpDrafter(batch, /*keep_last=*/false);
+  if (!options_.draft_oracle) {
+    root_hidden = CatchUpDrafter(batch, /*keep_last=*/false);
+    for (const torch::Tensor& h : root_hidden) {
+      // No pending pair (only after a failed step consumed them): decode plainly this once,
+      // which leaves a new pair for the next SD step.
+      if (!h.defined()) return PlainDecode(batch);
+    }
+  }
   std::vector<DraftTree> trees;
   if (options_.draft_oracle || options_.sample_drafts) {
     for (size_t b = 0; b < batch.size(); ++b)
@@ -372,53 +379,90 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     histogram.resize(strategy.max_draft_tokens() + 1, 0);
   }
   // The processed target distributions of every tree node of the batch, in one call.
-  std::vector<torch::Tensor> rows;
   std::vector<models::SamplingParams> row_params;
   std::vector<int64_t> offset(B + 1, 0);
+  bool all_greedy = !options_.sample_drafts;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = trees[b].size();
-    rows.push_back(node_logits[b]);
     row_params.insert(row_params.end(), n, ParamsOf(batch[b]->request));
     offset[b + 1] = offset[b] + n;
+    all_greedy = all_greedy && batch[b]->request.temperature <= 0;
   }
-  const torch::Tensor all_lp = models::ProcessedLogProbs(torch::cat(rows, 0), row_params);
+  const torch::Tensor all_lp = models::ProcessedLogProbs(
+      node_logits.size() == 1 ? node_logits[0] : torch::cat(node_logits, 0), row_params);
+  std::vector<VerifyResult> results(B);
+  if (all_greedy) {
+    // Greedy: each node's processed distribution is one-hot on its argmax, so VerifyTree
+    // reduces to following the children equal to it (one device-to-host copy for the batch;
+    // the counters advance as VerifyTree's would: one uniform a visited node).
+    const torch::Tensor argmax = all_lp.argmax(-1).cpu().contiguous();
+    const int64_t* best = argmax.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      results[b] = VerifyGreedyTree(trees[b], best + offset[b], &batch[b]->counter);
+    }
+  } else {
+    for (int64_t b = 0; b < B; ++b) {
+      Sequence* seq = batch[b];
+      const DraftTree& tree = trees[b];
+      const torch::Tensor lp = all_lp.narrow(0, offset[b], tree.size());
+      if (options_.sample_drafts) {
+        std::vector<int64_t> drafts(tree.tokens.begin() + 1, tree.tokens.end());
+        torch::Tensor q = drafts.empty() ? torch::Tensor() : torch::stack(seq->draft_probs);
+        results[b] = VerifySampledChain(drafts, q, lp, seq->request.seed, &seq->counter);
+      } else {
+        results[b] = VerifyTree(tree, lp, seq->request.seed, &seq->counter);
+      }
+    }
+  }
+  // Bookkeeping for the whole batch: one cache compaction, one gather of the kept hidden states
+  // (the drafter's next pairs: root and accepted nodes) and one of the tokens' log-probs.
+  std::vector<int64_t> copy_slots, copy_src, copy_dst, kept_rows, kept_tokens;
   int64_t gained = 0;
   for (int64_t b = 0; b < B; ++b) {
-    Sequence* seq = batch[b];
-    const DraftTree& tree = trees[b];
-    const torch::Tensor lp = all_lp.narrow(0, offset[b], tree.size());
-    VerifyResult r;
-    if (options_.sample_drafts) {
-      std::vector<int64_t> drafts(tree.tokens.begin() + 1, tree.tokens.end());
-      torch::Tensor q = drafts.empty() ? torch::Tensor() : torch::stack(seq->draft_probs);
-      r = VerifySampledChain(drafts, q, lp, seq->request.seed, &seq->counter);
-    } else {
-      r = VerifyTree(tree, lp, seq->request.seed, &seq->counter);
-    }
+    const VerifyResult& r = results[b];
     stats_.steps++;
-    stats_.draft_tokens += tree.num_draft_tokens();
+    stats_.draft_tokens += trees[b].num_draft_tokens();
     stats_.accepted_tokens += r.num_accepted();
     histogram[r.num_accepted()]++;
     gained += r.num_accepted() + 1;
-    CompactAcceptedPath(target_cache_.get(), seq->target_slot, starts[b], r.accepted_nodes);
-    RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, starts[b] + 1 + r.num_accepted()));
-    // Drafter pairs for the next step: hidden of the root and accepted nodes, tokens after them.
-    std::vector<int64_t> rows{0};
-    rows.insert(rows.end(), r.accepted_nodes.begin(), r.accepted_nodes.end());
-    torch::Tensor row_index = torch::tensor(rows, torch::kInt64).to(options_.device);
+    kept_rows.push_back(offset[b]);
+    for (size_t i = 0; i < r.accepted_nodes.size(); ++i) {
+      copy_slots.push_back(slots[b]);
+      copy_src.push_back(starts[b] + r.accepted_nodes[i]);
+      copy_dst.push_back(starts[b] + 1 + static_cast<int64_t>(i));
+      kept_rows.push_back(offset[b] + r.accepted_nodes[i]);
+    }
+    kept_tokens.insert(kept_tokens.end(), r.tokens.begin(), r.tokens.end());
+  }
+  RETURN_NOT_OK(target_cache_->CopyPositions(copy_slots, copy_src, copy_dst));
+  const int64_t K = static_cast<int64_t>(kept_rows.size());
+  std::vector<int64_t> index(kept_rows);
+  index.insert(index.end(), kept_tokens.begin(), kept_tokens.end());
+  const torch::Tensor both = torch::tensor(index, torch::kInt64).to(all_lp.device());
+  const torch::Tensor rows_t = both.narrow(0, 0, K), tokens_t = both.narrow(0, K, K);
+  torch::Tensor kept_hidden;
+  if (!options_.draft_oracle) {
+    kept_hidden = (node_hidden.size() == 1 ? node_hidden[0] : torch::cat(node_hidden, 0))
+                      .index_select(0, rows_t.to(node_hidden[0].device()));
+  }
+  const torch::Tensor token_lp = all_lp.index_select(0, rows_t)
+                                     .gather(1, tokens_t.view({-1, 1}))
+                                     .to(torch::kFloat32)
+                                     .cpu()
+                                     .contiguous();
+  const float* lp_data = token_lp.data_ptr<float>();
+  int64_t k = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    Sequence* seq = batch[b];
+    const VerifyResult& r = results[b];
+    const int64_t n = r.num_accepted() + 1;
+    RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, starts[b] + n));
     if (!options_.draft_oracle) {
-      seq->pending_hidden = {node_hidden[b].index_select(0, row_index)};
+      seq->pending_hidden = {kept_hidden.narrow(0, k, n)};
       seq->pending_tokens = r.tokens;
     }
-    torch::Tensor token_lp =
-        lp.index_select(0, row_index)
-            .gather(1, torch::tensor(r.tokens, torch::kInt64).view({-1, 1}).to(lp.device()))
-            .to(torch::kFloat32)
-            .cpu()
-            .contiguous();
-    Append(
-        seq, r.tokens,
-        std::vector<float>(token_lp.data_ptr<float>(), token_lp.data_ptr<float>() + rows.size()));
+    Append(seq, r.tokens, std::vector<float>(lp_data + k, lp_data + k + n));
+    k += n;
   }
   Synchronize();
   const auto t2 = std::chrono::steady_clock::now();

@@ -125,39 +125,28 @@ Status SpeculativeEngine::Step() {
   torch::NoGradGuard no_grad;
   std::vector<std::unique_ptr<Sequence>> batch = std::move(running_);
   running_.clear();
+  const size_t num_decode = batch.size();
+  Status status;
   try {
-    const size_t num_decode = batch.size();
-    while (!waiting_.empty() && target_cache_->num_free_slots() > 0) {
-      std::unique_ptr<Sequence> seq = std::move(waiting_.front());
-      waiting_.pop_front();
-      ASSIGN_OR_RETURN(seq->target_slot, target_cache_->AllocateSlot());
-      ASSIGN_OR_RETURN(seq->drafter_slot, drafter_cache_->AllocateSlot());
-      RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, 0));
-      RETURN_NOT_OK(drafter_cache_->SetLength(seq->drafter_slot, 0));
-      batch.push_back(std::move(seq));
-    }
-    std::vector<Sequence*> decode, admit;
-    for (size_t i = 0; i < batch.size(); ++i)
-      (i < num_decode ? decode : admit).push_back(batch[i].get());
-    if (!admit.empty()) RETURN_NOT_OK(Prefill(admit));
-    if (!decode.empty()) {
-      const int64_t B = static_cast<int64_t>(decode.size());
-      if (switch_.Observe(B)) {
-        const int64_t arm = bandit_ ? bandit_->Select(B) : -1;
-        if (bandit_ && bandit_->is_plain(arm)) {
-          RETURN_NOT_OK(PlainDecode(decode, arm));
-        } else {
-          RETURN_NOT_OK(SpeculativeDecode(decode, arm));
-        }
-      } else {
-        RETURN_NOT_OK(PlainDecode(decode));
-      }
-    }
+    status = RunStep(batch, num_decode);
   } catch (const c10::Error& e) {
-    for (auto& seq : batch) {  // the requests stay; a later Step() or Cancel() may proceed
+    status = Internal(std::string("speculative engine step: ") + e.what_without_backtrace());
+  }
+  if (!status.ok()) {
+    // No request is lost: admitted ones that were not prefilled go back to the front of the
+    // queue (slots freed), the others stay running; a later Step() or Cancel() may proceed.
+    for (size_t i = batch.size(); i-- > num_decode;) {
+      Sequence* seq = batch[i].get();
+      if (seq == nullptr || !seq->context.empty()) continue;
+      if (seq->target_slot >= 0) CHECK_OK(target_cache_->FreeSlot(seq->target_slot));
+      if (seq->drafter_slot >= 0) CHECK_OK(drafter_cache_->FreeSlot(seq->drafter_slot));
+      seq->target_slot = seq->drafter_slot = -1;
+      waiting_.push_front(std::move(batch[i]));
+    }
+    for (auto& seq : batch) {
       if (seq) running_.push_back(std::move(seq));
     }
-    return Internal(std::string("speculative engine step: ") + e.what_without_backtrace());
+    return status;
   }
   for (auto& seq : batch) {
     if (seq->finished) {
@@ -167,6 +156,31 @@ Status SpeculativeEngine::Step() {
     }
   }
   return Status::OK();
+}
+
+Status SpeculativeEngine::RunStep(std::vector<std::unique_ptr<Sequence>>& batch,
+                                  size_t num_decode) {
+  while (!waiting_.empty() && target_cache_->num_free_slots() > 0 &&
+         drafter_cache_->num_free_slots() > 0) {
+    std::unique_ptr<Sequence> seq = std::move(waiting_.front());
+    waiting_.pop_front();
+    Sequence* s = seq.get();
+    batch.push_back(std::move(seq));  // in the batch first: an error below puts it back
+    ASSIGN_OR_RETURN(s->target_slot, target_cache_->AllocateSlot());
+    ASSIGN_OR_RETURN(s->drafter_slot, drafter_cache_->AllocateSlot());
+    RETURN_NOT_OK(target_cache_->SetLength(s->target_slot, 0));
+    RETURN_NOT_OK(drafter_cache_->SetLength(s->drafter_slot, 0));
+  }
+  std::vector<Sequence*> decode, admit;
+  for (size_t i = 0; i < batch.size(); ++i)
+    (i < num_decode ? decode : admit).push_back(batch[i].get());
+  if (!admit.empty()) RETURN_NOT_OK(Prefill(admit));
+  if (decode.empty()) return Status::OK();
+  const int64_t B = static_cast<int64_t>(decode.size());
+  if (!switch_.Observe(B)) return PlainDecode(decode);
+  const int64_t arm = bandit_ ? bandit_->Select(B) : -1;
+  if (bandit_ && bandit_->is_plain(arm)) return PlainDecode(decode, arm);
+  return SpeculativeDecode(decode, arm);
 }
 
 Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {

@@ -162,6 +162,9 @@ class SpeculativeEngine {
   struct Sequence;
   SpeculativeEngine(models::Transformer target, Drafter drafter,
                     const SpeculativeEngineOptions& options);
+  // Step()'s work on `batch` (the running requests, num_decode of them; admitted ones are
+  // appended); on an error Step() puts every request back.
+  Status RunStep(std::vector<std::unique_ptr<Sequence>>& batch, size_t num_decode);
   Status Prefill(std::vector<Sequence*>& batch);
   // `arm`: the bandit arm that chose this step (rewarded with its outcome), or -1.
   Status PlainDecode(std::vector<Sequence*>& batch, int64_t arm = -1);

@@ -98,6 +98,30 @@ VerifyResult VerifyTree(const DraftTree& tree, const torch::Tensor& target_logpr
   }
 }
 
+VerifyResult VerifyGreedyTree(const DraftTree& tree, const int64_t* argmax, uint64_t* counter) {
+  const auto children = tree.Children();
+  VerifyResult out;
+  int64_t node = 0;
+  while (true) {
+    ++*counter;  // VerifyTree's uniform for this node
+    int64_t next = -1;
+    for (int64_t c : children[node]) {
+      if (tree.tokens[c] == argmax[node]) {
+        next = c;
+        break;
+      }
+    }
+    if (next < 0) {
+      out.tokens.push_back(argmax[node]);
+      out.last_node = node;
+      return out;
+    }
+    out.accepted_nodes.push_back(next);
+    out.tokens.push_back(tree.tokens[next]);
+    node = next;
+  }
+}
+
 VerifyResult VerifySampledChain(const std::vector<int64_t>& drafts,
                                 const torch::Tensor& draft_probs,
                                 const torch::Tensor& target_logprobs, uint64_t seed,

@@ -54,6 +54,12 @@ struct VerifyResult {
 VerifyResult VerifyTree(const DraftTree& tree, const torch::Tensor& target_logprobs,
                         uint64_t seed, uint64_t* counter);
 
+// VerifyTree for greedy requests, from each node's argmax (argmax[i]: the argmax of node i's
+// row, tree.size() entries): with one-hot rows VerifyTree accepts exactly the child whose token
+// is its node's argmax and then emits the last node's argmax, so this returns the same result
+// and advances *counter the same way (one uniform a visited node) without the rows themselves.
+VerifyResult VerifyGreedyTree(const DraftTree& tree, const int64_t* argmax, uint64_t* counter);
+
 // drafts [n] sampled from draft_probs [n, V] (row i: the distribution drafts[i] came from);
 // target_logprobs [n + 1, V]. accepted_nodes are chain positions 1..m (a chain DraftTree).
 VerifyResult VerifySampledChain(const std::vector<int64_t>& drafts,

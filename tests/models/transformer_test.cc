@@ -346,6 +346,16 @@ TEST(KvCacheTest, CopyPositionsMovesKeysAndValuesOfEveryLayer) {
   EXPECT_FALSE(cache.CopyPositions(*slot, {3}, {16}).ok());      // past max_length
   EXPECT_FALSE(cache.CopyPositions(1 - *slot, {3}, {4}).ok());   // slot not allocated
   EXPECT_FALSE(cache.CopyPositions(*slot, {3, 4}, {5}).ok());    // sizes differ
+  // Several slots in one call.
+  auto other = cache.AllocateSlot();
+  ASSERT_TRUE(other.ok());
+  const torch::Tensor k0 = cache.keys(0).clone(), v1 = cache.values(1).clone();
+  ASSERT_TRUE(cache.CopyPositions({*slot, *other, *other}, {1, 2, 7}, {0, 3, 7}).ok());
+  EXPECT_TRUE(torch::equal(cache.keys(0)[*slot][0], k0[*slot][1]));
+  EXPECT_TRUE(torch::equal(cache.keys(0)[*other][3], k0[*other][2]));
+  EXPECT_TRUE(torch::equal(cache.values(1)[*other][3], v1[*other][2]));
+  EXPECT_TRUE(torch::equal(cache.keys(0)[*other][7], k0[*other][7]));
+  EXPECT_TRUE(torch::equal(cache.keys(0)[*slot][2], k0[*slot][2]));
 }
 
 }  // namespace

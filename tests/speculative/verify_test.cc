@@ -139,6 +139,38 @@ TEST(VerifyTreeTest, GreedyAcceptsExactlyTheArgmaxPrefix) {
   }
 }
 
+// VerifyGreedyTree (argmax only) gives VerifyTree's result on one-hot rows, for random trees,
+// and advances the counter the same way.
+TEST(VerifyTreeTest, GreedyTreeFromArgmaxEqualsVerifyTree) {
+  torch::Tensor logits = RandomLogits(9, 7);
+  torch::Tensor lp = Processed(logits, {0.0, 0, 1.0});
+  std::vector<int64_t> best;
+  for (int64_t i = 0; i < 9; ++i) best.push_back(lp[i].argmax().item<int64_t>());
+  std::mt19937_64 rng(3);
+  for (int trial = 0; trial < 200; ++trial) {
+    // 9 nodes, each under a random earlier node; tokens near the parent's argmax so that some
+    // paths are accepted; siblings distinct.
+    DraftTree tree = DraftTree::Root(0);
+    for (int64_t i = 1; i < 9; ++i) {
+      const int64_t parent = static_cast<int64_t>(rng() % i);
+      std::vector<int64_t> used;
+      for (int64_t j = 1; j < i; ++j) {
+        if (tree.parents[j] == parent) used.push_back(tree.tokens[j]);
+      }
+      int64_t token = rng() % 2 == 0 ? best[parent] : static_cast<int64_t>(rng() % kVocab);
+      while (std::find(used.begin(), used.end(), token) != used.end()) token = (token + 1) % kVocab;
+      tree.Add(parent, token);
+    }
+    uint64_t c1 = 5, c2 = 5;
+    const VerifyResult want = VerifyTree(tree, lp, trial, &c1);
+    const VerifyResult got = VerifyGreedyTree(tree, best.data(), &c2);
+    EXPECT_EQ(got.tokens, want.tokens) << "trial " << trial;
+    EXPECT_EQ(got.accepted_nodes, want.accepted_nodes) << "trial " << trial;
+    EXPECT_EQ(got.last_node, want.last_node) << "trial " << trial;
+    EXPECT_EQ(c2, c1) << "trial " << trial;
+  }
+}
+
 TEST(VerifySampledChainTest, OutputTokensHaveTheTargetDistribution) {
   for (const Case& c : kCases) {
     SCOPED_TRACE(c.name);
