@@ -118,8 +118,8 @@ int main(int argc, char** argv) {
   CHECK_CUDA(cudaMemcpy(pos, host_pos.data(), R * 8, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(slot, host_slot.data(), R * 8, cudaMemcpyHostToDevice));
 
-  auto gemv = [&](const void* in, const void* norm, const void* w, const void* bias,
-                  const void* residual, void* out, long n, long k, int silu, cudaStream_t st) {
+  auto params = [&](const void* in, const void* norm, const void* w, const void* bias,
+                    const void* residual, void* out, long n, long k, int silu) {
     TltGemvParams p{};
     p.dtype = dt;
     p.x = in;
@@ -133,6 +133,11 @@ int main(int argc, char** argv) {
     p.n = n;
     p.k = k;
     p.silu_mul = silu;
+    return p;
+  };
+  auto gemv = [&](const void* in, const void* norm, const void* w, const void* bias,
+                  const void* residual, void* out, long n, long k, int silu, cudaStream_t st) {
+    const TltGemvParams p = params(in, norm, w, bias, residual, out, n, k, silu);
     CHECK_CUDA(TltGemv(&p, st));
   };
   auto attention = [&](int layer_unused, cudaStream_t st) {
@@ -164,16 +169,7 @@ int main(int argc, char** argv) {
   kernels["lm_head_gemv_norm_argmax"] = {
       GraphMicros(
           [&](cudaStream_t st) {
-            TltGemvParams p{};
-            p.dtype = dt;
-            p.x = x;
-            p.norm_weight = w[5];
-            p.eps = 1e-6f;
-            p.weight = head;
-            p.out = logits;
-            p.rows = R;
-            p.n = V;
-            p.k = Hd;
+            TltGemvParams p = params(x, w[5], head, nullptr, nullptr, logits, V, Hd, 0);
             p.out_float32 = 1;
             p.greedy_packed = packed;
             p.packed_stride = R;
