@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
   void* gws = DeviceBuffer(TltGemvWorkspaceBytes(R));
   float* aws = static_cast<float*>(
       DeviceBuffer(TltDecodeAttentionWorkspaceBytes(R, H, KV, D, max_len)));
+  int* counters = static_cast<int*>(DeviceBuffer(TltDecodeAttentionCounterCount(R, H) * 4));
   std::vector<int64_t> host_pos(R, ctx), host_slot(R);
   for (long r = 0; r < R; ++r) host_slot[r] = r;
   int64_t* pos = static_cast<int64_t*>(DeviceBuffer(R * 8));
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
   auto attention = [&](int layer_unused, cudaStream_t st) {
     (void)layer_unused;
     CHECK_CUDA(TltDecodeAttention(dt, qkv, cs, sn, kc, vc, pos, nullptr, nullptr, slot, attn, aws,
-                                  R, H, KV, D, max_len, st));
+                                  counters, R, H, KV, D, max_len, st));
   };
   const std::vector<void*>& w = layers[0];
   std::map<std::string, std::pair<double, double>> kernels;  // name -> (us, weight bytes)

@@ -35,20 +35,27 @@ cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, con
                                 int64_t num_kv_heads, int64_t head_dim, int64_t max_length,
                                 cudaStream_t stream);
 
-// Bytes of float32 workspace TltDecodeAttention needs.
+// Bytes of float32 workspace TltDecodeAttention needs (scratch: no initial contents).
 int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                                          int64_t head_dim, int64_t max_length);
 
+// Number of int32 counters TltDecodeAttention needs. They must be zero before the first call;
+// every call leaves them zero. Calls that share counters must not run concurrently.
+int64_t TltDecodeAttentionCounterCount(int64_t batch, int64_t num_heads);
+
 // out [B, H * D] = softmax(q k^T / sqrt(D)) v over keys 0 .. positions[b] of slot slots[b]
-// (GQA: query head h reads kv head h / (H / KV)). Flash-decoding: the keys are split into
-// chunks of whole 128-key tiles (at most 64 per row; small batches split finer, chunks of >= 256
-// keys, >= 128 below 16 kv rows; batches of >= 132 kv rows use >= 512 keys) whose partial
-// results a second kernel combines; with a single chunk one kernel writes the output. Below 64
-// kv rows each block takes one query head (else all H / KV heads of its kv head).
-// head_dim <= 256, even; H / KV <= 16. Padding rows get zeros.
+// (GQA: query head h reads kv head h / (H / KV)). Flash-decoding (gpu/decode_attention.cu):
+// one block per (row, kv head or, below 64 (row, kv head) pairs, query head, chunk of keys).
+// The grid has enough chunks for max_length; each row uses as many as its own length needs
+// (chunks of >= 128 keys below 16 kv rows, >= 256 below 264, >= 512 above; at most about two
+// blocks per SM in all), and with several chunks the last one to finish combines them, so a
+// short row costs one kernel without a combine pass. Keys and values go through shared memory
+// with asynchronous copies. head_dim <= 256, even; H / KV <= 16. Padding rows get zeros.
 // cos/sin null: q is [B, H, D], rotated, and the cache already holds the new key/value.
 // Otherwise q is the q/k/v projection [B, (H + 2 KV) D] and the kernel does what
-// TltRotaryCacheWrite does first (one kernel fewer per layer).
+// TltRotaryCacheWrite does first (one kernel fewer per layer). In that case (launched with
+// dependent launch) the kernel reads the cached keys of earlier positions before the previous
+// kernel has finished: nothing inside a decode step may write them.
 // Tree attention (speculative verification; tree_base/tree_mask not null, cos/sin null since
 // several rows of one slot read each other's new keys): when tree_base[b] >= 0, keys
 // tree_base[b] + j for 0 <= j < positions[b] - tree_base[b] are visible to row b only where bit j
@@ -57,9 +64,9 @@ int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64
 cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const void* sin,
                                void* k_cache, void* v_cache, const int64_t* positions,
                                const int64_t* tree_base, const int64_t* tree_mask,
-                               const int64_t* slots, void* out, float* workspace, int64_t batch,
-                               int64_t num_heads, int64_t num_kv_heads, int64_t head_dim,
-                               int64_t max_length, cudaStream_t stream);
+                               const int64_t* slots, void* out, float* workspace, int* counters,
+                               int64_t batch, int64_t num_heads, int64_t num_kv_heads,
+                               int64_t head_dim, int64_t max_length, cudaStream_t stream);
 
 // gate_up [rows, 2 I] (gate, then up) -> out [rows, I] = round(silu(gate)) * up.
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,

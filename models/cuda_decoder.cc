@@ -117,6 +117,10 @@ class CudaDecoderImpl : public CudaDecoder {
                               torch::TensorOptions().dtype(torch::kInt64).pinned_memory(true));
     pinned_out_ = torch::empty({2 * max_bucket},
                                torch::TensorOptions().dtype(torch::kFloat64).pinned_memory(true));
+    // Zeros that the attention kernel's chunk tickets start from (and leave behind).
+    attention_counters_ = torch::zeros(
+        {TltDecodeAttentionCounterCount(max_bucket, config_.num_attention_heads)},
+        torch::TensorOptions().dtype(torch::kInt32).device(device_));
     Build();
     TLT_CUDA_CHECK(cudaEventCreateWithFlags(&input_copied_, cudaEventDisableTiming));
     if (options_.time_steps) {
@@ -425,7 +429,8 @@ class CudaDecoderImpl : public CudaDecoder {
     if (options_.fuse_rotary && !bk.tree) {
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
                                         sin_.data_ptr(), kc, vc, positions, nullptr, nullptr, slots,
-                                        attn.data_ptr(), ws.data_ptr<float>(), B, H, KV, D,
+                                        attn.data_ptr(), ws.data_ptr<float>(),
+                                        attention_counters_.data_ptr<int>(), B, H, KV, D,
                                         max_length, stream));
     } else {
       // Tree rows read each other's new keys: all rows write before any attends.
@@ -438,7 +443,8 @@ class CudaDecoderImpl : public CudaDecoder {
                                          kc, vc, B, H, KV, D, max_length, stream));
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
                                         positions, base, mask, slots, attn.data_ptr(),
-                                        ws.data_ptr<float>(), B, H, KV, D, max_length, stream));
+                                        ws.data_ptr<float>(), attention_counters_.data_ptr<int>(),
+                                        B, H, KV, D, max_length, stream));
     }
     return attn;
   }
@@ -632,6 +638,7 @@ class CudaDecoderImpl : public CudaDecoder {
   std::vector<int64_t> bucket_sizes_;
   std::map<int64_t, Bucket> buckets_;
   torch::Tensor pinned_in_, pinned_out_;
+  torch::Tensor attention_counters_;  // int32 [max rows x heads], zero between kernels
 };
 
 }  // namespace

@@ -62,8 +62,8 @@ struct Case {
 
 class CudaDecoderLogitsTest : public ::testing::TestWithParam<Case> {};
 
-// Prefill three rows of different lengths (two past the first 512-key attention chunk, so the
-// split/combine kernels run; the engine tests below use one chunk) eagerly, then
+// Prefill three rows of different lengths (two past the first 128-key attention chunk, so
+// several chunks and their combination run; the engine tests below use one chunk) eagerly, then
 // four decode steps: fused (graph and eager kernels) vs Transformer::Forward.
 TEST_P(CudaDecoderLogitsTest, StepLogitsMatchEagerForward) {
   SKIP_WITHOUT_FUSED();
@@ -255,6 +255,84 @@ INSTANTIATE_TEST_SUITE_P(Rows, CudaDecoderGemvTest,
                            return "r" + std::to_string(info.param.rows) +
                                   (info.param.dtype == torch::kFloat32 ? "_float32" : "_bfloat16") +
                                   (info.param.wide ? "_wide" : "");
+                         });
+
+// Many rows: from 64 (row, kv head) pairs up the attention kernel gives each block all query
+// heads of a kv head (G = 2 for the llama config, 7 for the qwen-like one) and splits rows into
+// chunks of >= 256 keys, so rows of up to 700 keys use one to three chunks. Fused decode steps
+// (eager kernels and graph replay) vs Transformer::Forward.
+struct ManyRowsCase {
+  int64_t rows;
+  bool qwen_like;
+  torch::Dtype dtype;
+};
+
+class CudaDecoderManyRowsTest : public ::testing::TestWithParam<ManyRowsCase> {};
+
+TEST_P(CudaDecoderManyRowsTest, MatchesEagerForward) {
+  SKIP_WITHOUT_FUSED();
+  const ManyRowsCase& p = GetParam();
+  const bool f32 = p.dtype == torch::kFloat32;
+  ModelConfig c = p.qwen_like ? QwenLikeConfig() : testing::TinyConfig("llama", 4, 2, false);
+  Transformer model = MakeModel(c, 31, p.dtype);
+  const int64_t R = p.rows;
+  KvCache cache(KvCacheOptions::ForModel(c, R, 720, p.dtype, torch::kCUDA));
+  CudaDecoderOptions eager_options;
+  eager_options.use_graphs = false;
+  auto eager_kernels = CudaDecoder::Create(model, &cache, eager_options);
+  auto graphs = CudaDecoder::Create(model, &cache, {});
+  ASSERT_TRUE(eager_kernels && graphs);
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> lengths, slots, next;
+  for (int64_t b = 0; b < R; ++b) {
+    lengths.push_back(1 + (b * 97) % 700);
+    slots.push_back(b);
+    next.push_back((5 * b + 1) % c.vocab_size);
+    ASSERT_TRUE(cache.AllocateSlot().ok());
+  }
+  const int64_t T = *std::max_element(lengths.begin(), lengths.end());
+  torch::manual_seed(32);
+  torch::Tensor prompt = torch::randint(c.vocab_size, {R, T}, torch::kInt64).to(torch::kCUDA);
+  model->Forward(prompt, BatchLayout::Make(std::vector<int64_t>(R, 0), lengths, T, slots,
+                                           torch::kCUDA),
+                 &cache);
+  for (int64_t b = 0; b < R; ++b) ASSERT_TRUE(cache.SetLength(slots[b], lengths[b]).ok());
+  for (int step = 0; step < 2; ++step) {
+    std::vector<int64_t> start;
+    for (int64_t b = 0; b < R; ++b) start.push_back(cache.length(slots[b]));
+    BatchLayout layout =
+        BatchLayout::Make(start, std::vector<int64_t>(R, 1), 1, slots, torch::kCUDA);
+    torch::Tensor tokens = torch::tensor(next, torch::kInt64).view({R, 1}).to(torch::kCUDA);
+    torch::Tensor want =
+        model->Forward(tokens, layout, &cache, ForwardOptions().last_token_only(true)).logits;
+    std::vector<DecodeRow> rows(R);
+    for (int64_t b = 0; b < R; ++b) {
+      rows[b].token = next[b];
+      rows[b].position = start[b];
+      rows[b].slot = slots[b];
+    }
+    const std::string at = "rows " + std::to_string(R) + " step " + std::to_string(step);
+    auto fused = eager_kernels->DecodeLogits(rows);
+    auto replayed = graphs->DecodeLogits(rows);
+    ASSERT_TRUE(fused.ok() && replayed.ok()) << at;
+    EXPECT_LT(RelDiff(*fused, want), f32 ? 1e-4 : 5e-2) << at;
+    EXPECT_LT(RelDiff(*replayed, *fused), 1e-6) << at;
+    if (f32) EXPECT_TRUE(torch::equal(fused->argmax(-1), want.argmax(-1))) << at;
+    for (int64_t b = 0; b < R; ++b) {
+      ASSERT_TRUE(cache.SetLength(slots[b], start[b] + 1).ok());
+      next[b] = want[b].argmax().item<int64_t>();
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaDecoderManyRowsTest,
+                         ::testing::Values(ManyRowsCase{32, false, torch::kFloat32},
+                                           ManyRowsCase{64, true, torch::kFloat32},
+                                           ManyRowsCase{64, true, torch::kBFloat16}),
+                         [](const auto& info) {
+                           return std::string(info.param.qwen_like ? "qwen_like_" : "llama_") +
+                                  std::to_string(info.param.rows) +
+                                  (info.param.dtype == torch::kFloat32 ? "_float32" : "_bfloat16");
                          });
 
 std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots = 10) {
