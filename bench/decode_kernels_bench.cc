@@ -2,7 +2,8 @@
 // each kernel is captured 100 times back to back in a CUDA graph and replayed, so a figure is
 // what the kernel costs inside the engine's graph (launch gaps included), and GB/s its weight
 // bytes over that time. Also the whole layer chain (q/k/v GEMV, attention, o_proj GEMV,
-// gate/up GEMV, down GEMV) x layers, for comparison with the engine's step.
+// gate/up GEMV, down GEMV) x layers, for comparison with the engine's step, and the attention
+// kernel alone at 1 and 32 rows over contexts of 64 to 8000 keys.
 //   decode_kernels_bench [--rows 1] [--hidden 896 --heads 14 --kv-heads 2 --head-dim 64
 //     --intermediate 4864 --vocab 151936 --layers 24 --context 200]
 // Prints one JSON object. CUDA only, no LibTorch (gpu/ kernels and the CUDA runtime).
@@ -192,7 +193,43 @@ int main(int argc, char** argv) {
         }
       },
       1, s);
-  std::printf("{\"rows\": %ld, \"layers\": %ld, \"kernels\": {", R, L);
+  // Attention alone across context lengths, in a cache of 8256 positions (the grid is sized
+  // for it, as in an engine with long sequences), at 1 and 32 rows.
+  const long sweep_len = 8256;
+  std::map<std::string, double> by_context;
+  for (long rows : {1L, 32L}) {
+    void* k2 = DeviceBuffer(rows * sweep_len * KV * D * e);
+    void* v2 = DeviceBuffer(rows * sweep_len * KV * D * e);
+    void* q2 = DeviceBuffer(rows * qkv_n * e);
+    void* o2 = DeviceBuffer(rows * H * D * e);
+    void* c2 = DeviceBuffer(sweep_len * D * e);
+    void* s2 = DeviceBuffer(sweep_len * D * e);
+    float* w2 = static_cast<float*>(
+        DeviceBuffer(TltDecodeAttentionWorkspaceBytes(rows, H, KV, D, sweep_len)));
+    int* n2 = static_cast<int*>(DeviceBuffer(TltDecodeAttentionCounterCount(rows, H) * 4));
+    int64_t* p2 = static_cast<int64_t*>(DeviceBuffer(rows * 8));
+    int64_t* sl2 = static_cast<int64_t*>(DeviceBuffer(rows * 8));
+    std::vector<int64_t> slots2(rows);
+    for (long r = 0; r < rows; ++r) slots2[r] = r;
+    CHECK_CUDA(cudaMemcpy(sl2, slots2.data(), rows * 8, cudaMemcpyHostToDevice));
+    for (long context : {64L, 200L, 1000L, 4000L, 8000L}) {
+      std::vector<int64_t> pos2(rows, context);
+      CHECK_CUDA(cudaMemcpy(p2, pos2.data(), rows * 8, cudaMemcpyHostToDevice));
+      by_context["rows" + std::to_string(rows) + "_ctx" + std::to_string(context)] = GraphMicros(
+          [&](cudaStream_t st) {
+            CHECK_CUDA(TltDecodeAttention(dt, q2, c2, s2, k2, v2, p2, nullptr, nullptr, sl2, o2,
+                                          w2, n2, rows, H, KV, D, sweep_len, st));
+          },
+          reps, s);
+    }
+  }
+  std::printf("{\"rows\": %ld, \"layers\": %ld, \"attention_us_by_context\": {", R, L);
+  bool first_context = true;
+  for (const auto& [name, us] : by_context) {
+    std::printf("%s\"%s\": %.2f", first_context ? "" : ", ", name.c_str(), us);
+    first_context = false;
+  }
+  std::printf("}, \"kernels\": {");
   bool first = true;
   for (const auto& [name, v] : kernels) {
     std::printf("%s\"%s\": {\"us\": %.2f, \"gb_per_s\": %.0f}", first ? "" : ", ", name.c_str(),

@@ -104,14 +104,19 @@ struct Params {
   void* out;
   int H, KV, D;
   int64_t max_length;
-  int tile;       // TK keys per tile
-  int row_stride;  // elements between key rows in a shared tile (D + padding)
-  int region_bytes;  // the tile buffers (also the final reduction area), a multiple of 16
-  int min_tiles;  // tiles per chunk at least
+  int tile;          // TK keys per tile
+  int row_stride;    // elements between key rows in a shared tile (D + padding)
+  int region_bytes;  // tile buffers, reused for the final reductions; a multiple of 16
+  int min_tiles;     // tiles per chunk at least
+  int key_shares;    // KS: warps that split a tile's keys in the value sum (4 / KS own heads)
   float scale;
 };
 
-template <typename T>
+// kPairs: element pairs per lane in the value sum (ceil(D / 64)); a lane keeps
+// kAcc / kPairs heads x kPairs pairs of accumulators.
+constexpr int kAcc = 16;
+
+template <typename T, int kPairs>
 __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int b = blockIdx.x, split = blockIdx.z, S = gridDim.z;
@@ -137,25 +142,24 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   const int n_tiles = static_cast<int>((L + TK - 1) / TK);
   const int per_split = max(a.min_tiles, (n_tiles + S - 1) / S);
   const int used = (n_tiles + per_split - 1) / per_split;
-  if (split >= used) {
-    tlt_gpu::WaitForPredecessor();
-    tlt_gpu::AllowDependents();
-    return;
-  }
+  if (split >= used) return;  // a chunk past the row's length (touches no memory)
   const int64_t begin = static_cast<int64_t>(split) * per_split * TK;
   const int64_t end = min(L, begin + static_cast<int64_t>(per_split) * TK);
   const int tiles = static_cast<int>((end - begin + TK - 1) / TK);
   const bool fused = a.cos != nullptr;  // rotary + cache write here (no tree rows)
   const bool writes = fused && pos >= begin && pos < end;
 
-  // Shared memory: [2 buffers][K, V][TK][RS] elements (region_bytes), then q (float [G][D]), scores (float
-  // [G][TK]), the new key and value (T [2][D]), running max / sum / rescale (float [3][16]).
+  // Shared memory: [2 buffers][K, V][TK][RS] elements (region_bytes), then q (float [G][D]),
+  // scores (float [G][TK]), the new key and value (T [2][D4]), running max / sum / rescale
+  // (float [3][16]) and a flag.
   T* tile_mem = reinterpret_cast<T*>(smem_raw);
-  const size_t tile_elems = static_cast<size_t>(TK) * RS;
+  const int tile_elems = TK * RS;
+  const int D4 = (D + 3) / 4 * 4;
   float* qs = reinterpret_cast<float*>(smem_raw + a.region_bytes);
   float* sc = qs + G * D;
-  T* new_kv = reinterpret_cast<T*>(sc + G * TK);
-  float* m = reinterpret_cast<float*>(new_kv + 2 * ((D + 3) / 4 * 4));
+  T* k_new = reinterpret_cast<T*>(sc + G * TK);
+  T* v_new = k_new + D4;
+  float* m = reinterpret_cast<float*>(v_new + D4);
   float* l = m + kMaxGroup;
   float* alpha = l + kMaxGroup;
   int* last_flag = reinterpret_cast<int*>(alpha + kMaxGroup);
@@ -169,14 +173,13 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
       const int64_t k0 = begin + static_cast<int64_t>(t) * TK;
       const int n = static_cast<int>(min(static_cast<int64_t>(TK), end - k0));
       T* kt = tile_mem + (t % 2) * 2 * tile_elems;
-      T* vt = kt + tile_elems;
-      const int per = vec16 ? 16 / static_cast<int>(sizeof(T)) : 4 / static_cast<int>(sizeof(T));
-      const int chunks = D / per, total = 2 * n * chunks;
-      for (int idx = tid; idx < total; idx += kThreads) {
-        const int which = idx / (n * chunks), r = idx % (n * chunks);
-        const int key = r / chunks, c = r % chunks;
-        const T* src = (which == 0 ? kbase : vbase) + (k0 + key) * stride + c * per;
-        T* dst = (which == 0 ? kt : vt) + key * RS + c * per;
+      const int per = (vec16 ? 16 : 4) / static_cast<int>(sizeof(T));
+      const int chunks = D / per, row_chunks = n * chunks;
+      for (int idx = tid; idx < 2 * row_chunks; idx += kThreads) {
+        const int which = idx >= row_chunks, r = idx - which * row_chunks;
+        const int key = r / chunks, c = r - key * chunks;
+        const T* src = (which ? vbase : kbase) + (k0 + key) * stride + c * per;
+        T* dst = kt + which * tile_elems + key * RS + c * per;
         if (vec16) {
           CopyAsync<16>(dst, src);
         } else {
@@ -184,11 +187,11 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
         }
       }
     }
-    CommitCopies();  // possibly empty: keeps one group per tile
+    CommitCopies();  // possibly empty: one group per tile
   };
-  // A fused step reads only keys written by earlier steps (the new one is patched in below):
-  // start the copies while the previous kernel finishes. Tree rows read keys that the kernel
-  // just before wrote.
+  // A fused step reads only keys written by earlier steps (the new one comes from k_new /
+  // v_new below): start the copies while the previous kernel finishes. Tree rows read keys
+  // that the kernel just before wrote.
   if (fused) {
     issue(0);
     issue(1);
@@ -212,10 +215,9 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
     const T* c = static_cast<const T*>(a.cos) + pos * D;
     const T* sn = static_cast<const T*>(a.sin) + pos * D;
     const int heads = G + (writes ? 1 : 0);
-    T* k_new = new_kv;
-    T* v_new = new_kv + (D + 3) / 4 * 4;
+    T* kc = static_cast<T*>(a.k_cache) + (slot * a.max_length + pos) * stride + kvh * D;
     for (int idx = tid; idx < heads * P; idx += kThreads) {
-      const int g = idx / P, i = idx % P;
+      const int g = idx / P, i = idx - g * P;
       const int head = g < G ? h0 + g : a.H + kvh;
       const float x1 = ToFloat<T>(row[head * D + i]), x2 = ToFloat<T>(row[head * D + i + P]);
       const float o1 =
@@ -226,20 +228,13 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
         qs[g * D + i] = o1 * a.scale;
         qs[g * D + i + P] = o2 * a.scale;
       } else {
-        k_new[i] = FromFloat<T>(o1);
-        k_new[i + P] = FromFloat<T>(o2);
-        T* k = static_cast<T*>(a.k_cache) + (slot * a.max_length + pos) * stride + kvh * D;
-        k[i] = FromFloat<T>(o1);
-        k[i + P] = FromFloat<T>(o2);
+        k_new[i] = kc[i] = FromFloat<T>(o1);
+        k_new[i + P] = kc[i + P] = FromFloat<T>(o2);
       }
     }
     if (writes) {
-      T* v = static_cast<T*>(a.v_cache) + (slot * a.max_length + pos) * stride + kvh * D;
-      for (int d = tid; d < D; d += kThreads) {
-        const T value = row[(a.H + a.KV + kvh) * D + d];
-        v_new[d] = value;
-        v[d] = value;
-      }
+      T* vc = static_cast<T*>(a.v_cache) + (slot * a.max_length + pos) * stride + kvh * D;
+      for (int d = tid; d < D; d += kThreads) v_new[d] = vc[d] = row[(a.H + a.KV + kvh) * D + d];
     }
   }
   if (tid < G) {
@@ -250,40 +245,39 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   const int64_t base = a.tree_base != nullptr ? a.tree_base[b] : -1;
   const uint64_t visible = base >= 0 ? static_cast<uint64_t>(a.tree_mask[b]) : 0;
 
-  // Value accumulation layout: WG warps own heads (g = gw, gw + WG, ...), KS warps share keys.
-  const int WG = min(G, kWarps), KS = kWarps / WG;
+  // Value sum: KS warps share the keys of a tile, WG = 4 / KS warps own heads gw, gw + WG, ...
+  const int KS = a.key_shares, WG = kWarps / KS;
   const int gw = warp % WG, kl = warp / WG;
-  float acc[kMaxGroup / kWarps][kMaxHeadDim / 64][2];
+  constexpr int kHeadsPerWarp = kAcc / kPairs;
+  float acc[kHeadsPerWarp][kPairs][2];
 #pragma unroll
-  for (int i = 0; i < kMaxGroup / kWarps; ++i) {
+  for (int i = 0; i < kHeadsPerWarp; ++i) {
 #pragma unroll
-    for (int c = 0; c < kMaxHeadDim / 64; ++c) acc[i][c][0] = acc[i][c][1] = 0.f;
+    for (int c = 0; c < kPairs; ++c) acc[i][c][0] = acc[i][c][1] = 0.f;
   }
   const int grp = tid / kKeyLanes, sub = tid % kKeyLanes;
 
   for (int t = 0; t < tiles; ++t) {
-    WaitCopies<1>();  // tile t has landed (tile t + 1 may still be in flight)
-    __syncthreads();
+    if (t == 0) {
+      WaitCopies<1>();  // tile 0 has landed; tile 1 may be in flight
+    } else {
+      WaitCopies<0>();  // tile t, issued at the top of the last iteration
+    }
+    __syncthreads();   // tile t visible; everyone is done with tile t - 1
+    if (t >= 1) issue(t + 1);  // into the buffer of tile t - 1
     const int64_t k0 = begin + static_cast<int64_t>(t) * TK;
     const int n = static_cast<int>(min(static_cast<int64_t>(TK), end - k0));
-    T* kt = tile_mem + (t % 2) * 2 * tile_elems;
-    T* vt = kt + tile_elems;
-    if (writes && pos >= k0 && pos < k0 + n) {  // the copy of the new key's row is stale
-      T* krow = kt + (pos - k0) * RS;
-      T* vrow = vt + (pos - k0) * RS;
-      for (int d = tid; d < D; d += kThreads) {
-        krow[d] = new_kv[d];
-        vrow[d] = new_kv[(D + 3) / 4 * 4 + d];
-      }
-      __syncthreads();
-    }
+    const T* kt = tile_mem + (t % 2) * 2 * tile_elems;
+    const T* vt = kt + tile_elems;
+    const int fresh = writes ? static_cast<int>(pos - k0) : -1;  // the new key's row, if here
     // Scores: 8 lanes per key, 16 keys per pass.
     for (int j = grp; j < TK; j += kKeysPerPass) {
       float dots[kMaxGroup];
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) dots[g] = 0.f;
       if (j < n) {
-        const T* krow = kt + j * RS;
+        const T* krow = j == fresh ? k_new : kt + j * RS;
+#pragma unroll 4
         for (int p = sub; p < P; p += kKeyLanes) {
           const float2 kv = LoadPair(krow + 2 * p);
 #pragma unroll
@@ -298,6 +292,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) {
         if (g < G) {
+#pragma unroll
           for (int o = kKeyLanes / 2; o > 0; o >>= 1) {
             dots[g] += __shfl_xor_sync(0xffffffffu, dots[g], o);
           }
@@ -337,55 +332,53 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
     }
     __syncthreads();
     // Weighted values: lane owns element pairs lane, lane + 32, ... of its heads.
-    if (kl < KS) {
 #pragma unroll
-      for (int i = 0; i < kMaxGroup / kWarps; ++i) {
+    for (int i = 0; i < kHeadsPerWarp; ++i) {
+      const int g = gw + i * WG;
+      if (g < G) {
+        const float r = alpha[g];
+#pragma unroll
+        for (int c = 0; c < kPairs; ++c) acc[i][c][0] *= r, acc[i][c][1] *= r;
+      }
+    }
+#pragma unroll 2
+    for (int j = kl; j < n; j += KS) {
+      const T* vrow = j == fresh ? v_new : vt + j * RS;
+      float2 v[kPairs];
+#pragma unroll
+      for (int c = 0; c < kPairs; ++c) {
+        const int p = lane + 32 * c;
+        v[c] = p < P ? LoadPair(vrow + 2 * p) : make_float2(0.f, 0.f);
+      }
+#pragma unroll
+      for (int i = 0; i < kHeadsPerWarp; ++i) {
         const int g = gw + i * WG;
         if (g < G) {
-          const float r = alpha[g];
+          const float pr = sc[g * TK + j];
 #pragma unroll
-          for (int c = 0; c < kMaxHeadDim / 64; ++c) acc[i][c][0] *= r, acc[i][c][1] *= r;
-        }
-      }
-      for (int j = kl; j < n; j += KS) {
-        const T* vrow = vt + j * RS;
-#pragma unroll
-        for (int c = 0; c < kMaxHeadDim / 64; ++c) {
-          const int p = lane + 32 * c;
-          if (p < P) {
-            const float2 v = LoadPair(vrow + 2 * p);
-#pragma unroll
-            for (int i = 0; i < kMaxGroup / kWarps; ++i) {
-              const int g = gw + i * WG;
-              if (g < G) {
-                const float pr = sc[g * TK + j];
-                acc[i][c][0] += pr * v.x;
-                acc[i][c][1] += pr * v.y;
-              }
-            }
+          for (int c = 0; c < kPairs; ++c) {
+            acc[i][c][0] += pr * v[c].x;
+            acc[i][c][1] += pr * v[c].y;
           }
         }
       }
     }
-    __syncthreads();  // buffer t % 2 is free again
-    issue(t + 2);
   }
   WaitCopies<0>();
+  __syncthreads();  // tile buffers free: reused below
 
-  // Sum the key shares: red [KS][G][D] floats over the (now free) tile buffers.
+  // Sum the key shares: red [KS][G][D] floats over the tile buffers.
   float* red = reinterpret_cast<float*>(tile_mem);
-  if (kl < KS) {
 #pragma unroll
-    for (int i = 0; i < kMaxGroup / kWarps; ++i) {
-      const int g = gw + i * WG;
-      if (g < G) {
+  for (int i = 0; i < kHeadsPerWarp; ++i) {
+    const int g = gw + i * WG;
+    if (g < G) {
 #pragma unroll
-        for (int c = 0; c < kMaxHeadDim / 64; ++c) {
-          const int p = lane + 32 * c;
-          if (p < P) {
-            red[(kl * G + g) * D + 2 * p] = acc[i][c][0];
-            red[(kl * G + g) * D + 2 * p + 1] = acc[i][c][1];
-          }
+      for (int c = 0; c < kPairs; ++c) {
+        const int p = lane + 32 * c;
+        if (p < P) {
+          *reinterpret_cast<float2*>(red + (kl * G + g) * D + 2 * p) =
+              make_float2(acc[i][c][0], acc[i][c][1]);
         }
       }
     }
@@ -401,7 +394,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
     return;
   }
   for (int idx = tid; idx < G * D; idx += kThreads) {
-    const int g = idx / D, d = idx % D;
+    const int g = idx / D, d = idx - g * D;
     float s = 0.f;
     for (int k = 0; k < KS; ++k) s += red[k * G * D + idx];
     a.part_acc[((static_cast<int64_t>(b) * a.H + h0 + g) * S + split) * D + d] = s;
@@ -420,20 +413,37 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   __syncthreads();
   if (*last_flag == 0) return;
   __threadfence();
-  for (int idx = tid; idx < G * D; idx += kThreads) {
-    const int g = idx / D, d = idx % D;
-    const int64_t bh = static_cast<int64_t>(b) * a.H + h0 + g;
+  // Chunk weights w[g][s] = exp(m_s - M) / sum_s exp(m_s - M) l_s, in shared memory (red).
+  float* w = red;
+  const int64_t bh0 = static_cast<int64_t>(b) * a.H + h0;
+  for (int idx = tid; idx < G * used; idx += kThreads) {
+    const int g = idx / used, s = idx - g * used;
+    const float2 ml = __ldcg(reinterpret_cast<const float2*>(a.part_ml + ((bh0 + g) * S + s) * 2));
+    w[2 * idx] = ml.x;
+    w[2 * idx + 1] = ml.y;
+  }
+  __syncthreads();
+  if (tid < G) {
     float M = -FLT_MAX;
-    for (int s = 0; s < used; ++s) M = fmaxf(M, __ldcg(a.part_ml + (bh * S + s) * 2));
-    float num = 0.f, den = 0.f;
+    for (int s = 0; s < used; ++s) M = fmaxf(M, w[2 * (tid * used + s)]);
+    float den = 0.f;
     for (int s = 0; s < used; ++s) {
-      const float ls = __ldcg(a.part_ml + (bh * S + s) * 2 + 1);
-      if (ls <= 0.f) continue;  // every key of the chunk masked
-      const float w = __expf(__ldcg(a.part_ml + (bh * S + s) * 2) - M);
-      den += w * ls;
-      num += w * __ldcg(a.part_acc + (bh * S + s) * D + d);
+      const float ls = w[2 * (tid * used + s) + 1];
+      den += ls > 0.f ? __expf(w[2 * (tid * used + s)] - M) * ls : 0.f;
     }
-    out[bh * D + d] = FromFloat<T>(den > 0.f ? num / den : 0.f);
+    for (int s = 0; s < used; ++s) {
+      const int e = 2 * (tid * used + s);
+      w[e] = w[e + 1] > 0.f && den > 0.f ? __expf(w[e] - M) / den : 0.f;  // 0: all masked
+    }
+  }
+  __syncthreads();
+  for (int idx = tid; idx < G * D; idx += kThreads) {
+    const int g = idx / D, d = idx - g * D;
+    const float* acc_g = a.part_acc + (bh0 + g) * S * D + d;
+    float o = 0.f;
+#pragma unroll 4
+    for (int s = 0; s < used; ++s) o += w[2 * (g * used + s)] * __ldcg(acc_g + s * D);
+    out[(bh0 + g) * D + d] = FromFloat<T>(o);
   }
   if (tid == 0) *counter = 0;
 }
@@ -442,6 +452,8 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
 struct Plan {
   int64_t slices = 1, splits = 1;
   int tile = 64, row_stride = 0, min_tiles = 1, group = 1, region_bytes = 0;
+  int pairs = 1;       // kPairs: element pairs per lane in the value sum
+  int key_shares = 4;  // KS
   size_t smem = 0;
 };
 
@@ -465,9 +477,18 @@ Plan MakePlan(int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
   const int64_t target = std::max<int64_t>(1, (264 + rows - 1) / rows);
   const int64_t by_length = (max_length + min_keys - 1) / min_keys;
   p.splits = std::max<int64_t>(1, std::min<int64_t>({64, by_length, rows < 264 ? target : 64}));
+  // Value sum: as many warps as possible share the keys, as long as each lane's accumulators
+  // (heads it owns x kPairs) fit in kAcc.
+  p.pairs = D <= 64 ? 1 : (D <= 128 ? 2 : 4);
+  p.key_shares = kWarps;
+  while (p.key_shares > 1 &&
+         (p.group + kWarps / p.key_shares - 1) / (kWarps / p.key_shares) > kAcc / p.pairs) {
+    p.key_shares /= 2;
+  }
   const size_t tiles = 4 * static_cast<size_t>(p.tile) * p.row_stride * elem_bytes;
-  const int key_shares = kWarps / std::min(p.group, kWarps);  // KS in the kernel
-  const size_t reduce = static_cast<size_t>(key_shares) * p.group * D * sizeof(float);
+  const size_t reduce = std::max<size_t>(static_cast<size_t>(p.key_shares) * p.group * D,
+                                         2 * static_cast<size_t>(p.group) * p.splits) *
+                        sizeof(float);
   p.region_bytes = static_cast<int>((std::max(tiles, reduce) + 15) / 16 * 16);
   const size_t rest = (static_cast<size_t>(p.group) * (D + p.tile)) * sizeof(float) +
                       2 * ((D + 3) / 4 * 4) * elem_bytes + 3 * kMaxGroup * sizeof(float) + 16;
@@ -488,18 +509,31 @@ int SmemOptIn() {
   return cache[dev];
 }
 
-template <typename T>
-cudaError_t Launch(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {
+template <typename T, int kPairs>
+cudaError_t LaunchPairs(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {
   if (plan.smem > 48 * 1024) {
     if (plan.smem > static_cast<size_t>(SmemOptIn())) return cudaErrorInvalidValue;
-    const cudaError_t e = cudaFuncSetAttribute(
-        AttentionKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, SmemOptIn());
+    const cudaError_t e = cudaFuncSetAttribute(AttentionKernel<T, kPairs>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               SmemOptIn());
     if (e != cudaSuccess) return e;
   }
   const dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(args.KV * plan.slices),
                   static_cast<unsigned>(plan.splits));
-  return tlt_gpu::LaunchDependent(AttentionKernel<T>, grid, dim3(kThreads), plan.smem, stream,
-                                  args);
+  return tlt_gpu::LaunchDependent(AttentionKernel<T, kPairs>, grid, dim3(kThreads), plan.smem,
+                                  stream, args);
+}
+
+template <typename T>
+cudaError_t Launch(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {
+  switch (plan.pairs) {
+    case 1:
+      return LaunchPairs<T, 1>(args, plan, B, stream);
+    case 2:
+      return LaunchPairs<T, 2>(args, plan, B, stream);
+    default:
+      return LaunchPairs<T, 4>(args, plan, B, stream);
+  }
 }
 
 }  // namespace
@@ -558,6 +592,7 @@ cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const 
   args.row_stride = plan.row_stride;
   args.region_bytes = plan.region_bytes;
   args.min_tiles = plan.min_tiles;
+  args.key_shares = plan.key_shares;
   args.scale = 1.f / sqrtf(static_cast<float>(head_dim));
   cudaError_t e = cudaSuccess;
   switch (dtype) {
