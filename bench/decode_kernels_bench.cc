@@ -39,9 +39,13 @@ void* DeviceBuffer(size_t bytes) {
 }
 
 // Microseconds per call of `launch` captured `reps` times into one graph, median of 5 replays.
+// With TLT_BENCH_EAGER=1 each kernel runs once, eagerly, and timings are 0 (for a profiler).
 double GraphMicros(const std::function<void(cudaStream_t)>& launch, int reps, cudaStream_t s) {
   launch(s);  // warm-up (and any one-time attribute setting) outside the capture
   CHECK_CUDA(cudaStreamSynchronize(s));
+  static const bool eager = std::getenv("TLT_BENCH_EAGER") != nullptr &&
+                            std::string(std::getenv("TLT_BENCH_EAGER")) == "1";
+  if (eager) return 0;
   cudaGraph_t graph;
   cudaGraphExec_t exec;
   CHECK_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
