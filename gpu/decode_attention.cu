@@ -112,11 +112,13 @@ struct Params {
   float scale;
 };
 
-// kPairs: element pairs per lane in the value sum (ceil(D / 64)); a lane keeps
-// kAcc / kPairs heads x kPairs pairs of accumulators.
+// kPairs: element pairs per lane in the value sum (ceil(D / 64)); a lane keeps up to
+// kAcc / kPairs heads x kPairs pairs of accumulators. kGroup: G rounded up to a power of two,
+// the bound of every per-head loop (a loop over 16 heads with G = 1 issued 16x the
+// instructions: Nsight Compute showed the kernel issue-bound, 2026-11-28).
 constexpr int kAcc = 16;
 
-template <typename T, int kPairs>
+template <typename T, int kPairs, int kGroup>
 __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int b = blockIdx.x, split = blockIdx.z, S = gridDim.z;
@@ -248,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   // Value sum: KS warps share the keys of a tile, WG = 4 / KS warps own heads gw, gw + WG, ...
   const int KS = a.key_shares, WG = kWarps / KS;
   const int gw = warp % WG, kl = warp / WG;
-  constexpr int kHeadsPerWarp = kAcc / kPairs;
+  constexpr int kHeadsPerWarp = kGroup < kAcc / kPairs ? kGroup : kAcc / kPairs;
   float acc[kHeadsPerWarp][kPairs][2];
 #pragma unroll
   for (int i = 0; i < kHeadsPerWarp; ++i) {
@@ -272,16 +274,16 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
     const int fresh = writes ? static_cast<int>(pos - k0) : -1;  // the new key's row, if here
     // Scores: 8 lanes per key, 16 keys per pass.
     for (int j = grp; j < TK; j += kKeysPerPass) {
-      float dots[kMaxGroup];
+      float dots[kGroup];
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) dots[g] = 0.f;
+      for (int g = 0; g < kGroup; ++g) dots[g] = 0.f;
       if (j < n) {
         const T* krow = j == fresh ? k_new : kt + j * RS;
 #pragma unroll 4
         for (int p = sub; p < P; p += kKeyLanes) {
           const float2 kv = LoadPair(krow + 2 * p);
 #pragma unroll
-          for (int g = 0; g < kMaxGroup; ++g) {
+          for (int g = 0; g < kGroup; ++g) {
             if (g < G) {
               const float2 qv = *reinterpret_cast<const float2*>(qs + g * D + 2 * p);
               dots[g] += qv.x * kv.x + qv.y * kv.y;
@@ -290,7 +292,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
         }
       }
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
+      for (int g = 0; g < kGroup; ++g) {
         if (g < G) {
 #pragma unroll
           for (int o = kKeyLanes / 2; o > 0; o >>= 1) {
@@ -303,7 +305,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
         const bool masked = base >= 0 && key >= base && key < L - 1 &&
                             (key - base >= 64 || ((visible >> (key - base)) & 1u) == 0);
 #pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g) {
+        for (int g = 0; g < kGroup; ++g) {
           if (g < G) sc[g * TK + j] = masked ? -FLT_MAX : dots[g];
         }
       }
@@ -441,7 +443,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
     const int g = idx / D, d = idx - g * D;
     const float* acc_g = a.part_acc + (bh0 + g) * S * D + d;
     float o = 0.f;
-#pragma unroll 4
+#pragma unroll 8
     for (int s = 0; s < used; ++s) o += w[2 * (g * used + s)] * __ldcg(acc_g + s * D);
     out[(bh0 + g) * D + d] = FromFloat<T>(o);
   }
@@ -509,19 +511,27 @@ int SmemOptIn() {
   return cache[dev];
 }
 
-template <typename T, int kPairs>
-cudaError_t LaunchPairs(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {
+template <typename T, int kPairs, int kGroup>
+cudaError_t LaunchShape(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {
+  auto kernel = AttentionKernel<T, kPairs, kGroup>;
   if (plan.smem > 48 * 1024) {
     if (plan.smem > static_cast<size_t>(SmemOptIn())) return cudaErrorInvalidValue;
-    const cudaError_t e = cudaFuncSetAttribute(AttentionKernel<T, kPairs>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               SmemOptIn());
+    const cudaError_t e =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SmemOptIn());
     if (e != cudaSuccess) return e;
   }
   const dim3 grid(static_cast<unsigned>(B), static_cast<unsigned>(args.KV * plan.slices),
                   static_cast<unsigned>(plan.splits));
-  return tlt_gpu::LaunchDependent(AttentionKernel<T, kPairs>, grid, dim3(kThreads), plan.smem,
-                                  stream, args);
+  return tlt_gpu::LaunchDependent(kernel, grid, dim3(kThreads), plan.smem, stream, args);
+}
+
+template <typename T, int kPairs>
+cudaError_t LaunchPairs(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {
+  if (plan.group <= 1) return LaunchShape<T, kPairs, 1>(args, plan, B, stream);
+  if (plan.group <= 2) return LaunchShape<T, kPairs, 2>(args, plan, B, stream);
+  if (plan.group <= 4) return LaunchShape<T, kPairs, 4>(args, plan, B, stream);
+  if (plan.group <= 8) return LaunchShape<T, kPairs, 8>(args, plan, B, stream);
+  return LaunchShape<T, kPairs, 16>(args, plan, B, stream);
 }
 
 template <typename T>
