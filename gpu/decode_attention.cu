@@ -14,7 +14,14 @@
 // key, which this kernel writes, is patched into the tile from registers). Per tile: groups of
 // 8 lanes score one key against the G queries (shared-memory reads without bank conflicts:
 // rows padded by 32 bytes); one warp per head updates the running max and sum; warps then
-// accumulate the weighted values, each owning some heads (and, for G < 4, a share of the keys).
+// accumulate the weighted values: KS warps split the tile's keys and 4 / KS own the heads, with
+// KS as large as the per-lane accumulators allow (4 for head_dim 64 at any G), so short tiles
+// are not a serial chain in one warp. Per-head loops are bounded at compile time by G rounded
+// up to a power of two (kGroup).
+//
+// Measured on an H200 (bench/decode_kernels_bench, Qwen2-0.5B shapes, batch 1, 200 keys): 9.7 us
+// a call inside a graph, against 19.3 us for the previous kernel (a thread per key, values read
+// from global memory in the sum, a separate combine kernel).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
