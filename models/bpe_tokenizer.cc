@@ -111,6 +111,7 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromJson(const std::string& 
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const std::string type = j["normalizer"].value("type", "");
     if (type != "NFC") return bad("unsupported normalizer '" + type + "'");
+    t->normalize_nfc_ = true;
   }
   // Pre-tokenizer: Sequence[Split(known regex, Isolated), ByteLevel(use_regex=false)].
   const json& pre = j.value("pre_tokenizer", json());
@@ -252,7 +253,8 @@ Result<std::vector<int64_t>> BpeTokenizer::Encode(const std::string& text) const
   size_t start = 0;  // beginning of the plain text not yet encoded
   auto flush = [&](size_t end) -> Status {
     if (end <= start) return Status::OK();
-    for (const std::string& piece : PreTokenize(text.substr(start, end - start))) {
+    const std::string plain = text.substr(start, end - start);
+    for (const std::string& piece : PreTokenize(normalize_nfc_ ? NfcNormalize(plain) : plain)) {
       RETURN_NOT_OK(EncodeWord(piece, &out));
     }
     return Status::OK();

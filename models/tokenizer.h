@@ -51,11 +51,11 @@ class CharTokenizer : public Tokenizer {
   std::vector<std::string> specials_;
 };
 
-// Byte-level BPE from a tokenizer.json: NFC normalizer (assumed: the text is taken as already
-// NFC, which holds for ASCII and precomposed text), the Qwen2 pre-tokenizer split (or Llama-3's,
-// with up to 3 digits per number), implemented by a hand-written scanner with the regex's
-// leftmost-first semantics, GPT-2 byte-to-unicode mapping, merges by rank, added tokens split
-// out first; `ignore_merges` honoured. Encode adds no BOS/EOS (the post-processor is not applied).
+// Byte-level BPE from a tokenizer.json: the NFC normalizer (applied to the text between added
+// tokens, as Hugging Face tokenizers does for added tokens that are not normalized), the Qwen2
+// pre-tokenizer split (or Llama-3's, with up to 3 digits per number), implemented by a
+// hand-written scanner with the regex's leftmost-first semantics, GPT-2 byte-to-unicode
+// mapping, merges by rank, added tokens split out first; `ignore_merges` honoured. Encode adds no BOS/EOS (the post-processor is not applied).
 // Decode writes raw bytes (invalid UTF-8 is passed through, not replaced).
 class BpeTokenizer : public Tokenizer {
  public:
@@ -80,6 +80,7 @@ class BpeTokenizer : public Tokenizer {
   Status EncodeWord(const std::string& piece, std::vector<int64_t>* out) const;
 
   int max_digits_ = 1;          // Qwen2: \p{N}; Llama-3: \p{N}{1,3}
+  bool normalize_nfc_ = false;  // normalizer NFC
   bool ignore_merges_ = false;  // Llama-3: a word already in the vocabulary is not merged
   std::unordered_map<std::string, int64_t> token_to_id_;
   std::vector<std::string> id_to_token_;                // "" for holes

@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "models/unicode.h"
 
 namespace tlt::models {
 namespace {
@@ -91,7 +94,7 @@ TEST_F(BpeTokenizerTest, SpecialTokensAndErrors) {
 
 // A minimal byte-level tokenizer.json: the 256 byte tokens, "ab", "abc", merges a+b, ab+c
 // ... and the Llama-3 split pattern.
-std::string TinyTokenizerJson(bool ignore_merges, bool drop_abc_merge) {
+std::string TinyTokenizerJson(bool ignore_merges, bool drop_abc_merge, bool nfc = false) {
   nlohmann::json vocab = nlohmann::json::object();
   std::vector<bool> direct(256, false);
   for (int b = '!'; b <= '~'; ++b) direct[b] = true;
@@ -114,7 +117,7 @@ std::string TinyTokenizerJson(bool ignore_merges, bool drop_abc_merge) {
   nlohmann::json merges = nlohmann::json::array({nlohmann::json::array({"a", "b"})});
   if (!drop_abc_merge) merges.push_back(nlohmann::json::array({"ab", "c"}));
   nlohmann::json j = {
-      {"normalizer", nullptr},
+      {"normalizer", nfc ? nlohmann::json({{"type", "NFC"}}) : nlohmann::json()},
       {"pre_tokenizer",
        {{"type", "Sequence"},
         {"pretokenizers",
@@ -146,6 +149,67 @@ TEST(BpeTinyTest, Llama3PatternDigitsAndIgnoreMerges) {
   auto merged = BpeTokenizer::FromJson(TinyTokenizerJson(false, false), "tiny.json");
   ASSERT_TRUE(merged.ok());
   EXPECT_EQ((*merged)->Encode(" abc").value(), (std::vector<int64_t>{' ', 257}));
+}
+
+std::string Utf8(const std::vector<char32_t>& cps) {
+  std::string out;
+  for (char32_t cp : cps) AppendUtf8(cp, &out);
+  return out;
+}
+
+// NfcNormalize against Python's unicodedata on 1024 strings: a sample of the Unicode 15.0
+// NormalizationTest.txt columns (decomposed, precomposed, Hangul, reordered marks, composition
+// exclusions) and random combining sequences (tests/models/fixtures/nfc_cases.txt, made by
+// scripts/hf/gen_nfc_tables.py --cases).
+TEST(NfcTest, MatchesPythonUnicodedata) {
+  std::ifstream in(std::string(TLT_FIXTURES_DIR) + "/nfc_cases.txt");
+  ASSERT_TRUE(in.good()) << "tests/models/fixtures/nfc_cases.txt missing";
+  auto parse = [](const std::string& field) {
+    std::vector<char32_t> cps;
+    std::istringstream words(field);
+    for (std::string w; words >> w;) cps.push_back(static_cast<char32_t>(std::stoul(w, nullptr, 16)));
+    return cps;
+  };
+  int checked = 0, wrong = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t semi = line.find(';');
+    ASSERT_NE(semi, std::string::npos) << line;
+    const std::string input = Utf8(parse(line.substr(0, semi)));
+    const std::string want = Utf8(parse(line.substr(semi + 1)));
+    ++checked;
+    if (NfcNormalize(input) != want && ++wrong <= 5) ADD_FAILURE() << "NFC of " << line;
+    EXPECT_EQ(NfcNormalize(want), want) << "NFC is not idempotent on " << line;
+  }
+  EXPECT_EQ(checked, 1024);
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST(NfcTest, AsciiAndInvalidBytesPassThrough) {
+  EXPECT_EQ(NfcNormalize("plain ascii 123"), "plain ascii 123");
+  // e + combining acute -> U+00E9; Angstrom sign -> U+00C5; Hangul jamo L V T -> U+AC01.
+  EXPECT_EQ(NfcNormalize(Utf8({'e', 0x301})), Utf8({0xE9}));
+  EXPECT_EQ(NfcNormalize(Utf8({0x212B})), Utf8({0xC5}));
+  EXPECT_EQ(NfcNormalize(Utf8({0x1100, 0x1161, 0x11A8})), Utf8({0xAC01}));
+  // Marks reorder by combining class (dot below 220 before dot above 230) and then compose.
+  EXPECT_EQ(NfcNormalize(Utf8({'q', 0x307, 0x323})), Utf8({'q', 0x323, 0x307}));
+  EXPECT_EQ(NfcNormalize(Utf8({'d', 0x307, 0x323})), Utf8({0x1E0D, 0x307}));
+  // An invalid byte stays where it is and blocks nothing around it from composing.
+  const std::string invalid = "e\xff" + Utf8({'e', 0x301});
+  EXPECT_EQ(NfcNormalize(invalid), "e\xff" + Utf8({0xE9}));
+}
+
+// A tokenizer.json with the NFC normalizer encodes decomposed text as the precomposed text;
+// without it, the two differ.
+TEST(BpeTinyTest, NfcNormalizerApplied) {
+  auto nfc = BpeTokenizer::FromJson(TinyTokenizerJson(false, false, /*nfc=*/true), "tiny.json");
+  auto none = BpeTokenizer::FromJson(TinyTokenizerJson(false, false), "tiny.json");
+  ASSERT_TRUE(nfc.ok() && none.ok());
+  const std::string composed = "caf" + Utf8({0xE9}) + "<|eot|>" + Utf8({0xC5});
+  const std::string decomposed = "caf" + Utf8({'e', 0x301}) + "<|eot|>" + Utf8({0x212B});
+  EXPECT_EQ((*nfc)->Encode(decomposed).value(), (*nfc)->Encode(composed).value());
+  EXPECT_NE((*none)->Encode(decomposed).value(), (*none)->Encode(composed).value());
+  EXPECT_EQ((*nfc)->Decode((*nfc)->Encode(decomposed).value()).value(), composed);
 }
 
 }  // namespace
