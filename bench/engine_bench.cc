@@ -4,10 +4,11 @@
 // bench/hf_generate_bench.py runs transformers on exactly the same model.
 //
 //   engine_bench --out DIR [--batch-sizes 1,8,32,128] [--new-tokens 128] [--device cuda]
-//                [--fused 1] [--graphs 1] [--gemv 1]
+//                [--fused 1] [--graphs 1] [--gemv 1] [--tc-gemm 0]
 // --fused 0 measures the eager decode (Transformer::Forward each step), --graphs 0 the fused
 // kernels without CUDA graphs, --gemv 0 the fused path with cuBLAS GEMMs also for batches of
-// <= 8 rows (EngineOptions::small_batch_gemv). Prints one JSON object:
+// <= 4 rows (EngineOptions::small_batch_gemv), --tc-gemm 1 the tensor-core GEMMs of
+// gpu/skinny_gemm.h for batches of 5-64 rows (EngineOptions::tensor_core_gemm). Prints one JSON object:
 // engine_tokens_per_s_bs{N}, engine_seconds_bs{N}, decode_ms_per_step_bs{N} (wall time of one
 // decode step, prefill split off), weights_bytes, config, whether the fused path ran.
 #include <torch/torch.h>
@@ -25,7 +26,7 @@ namespace m = tlt::models;
 int main(int argc, char** argv) {
   std::string out = "/tmp/qwen2-0.5b-random", device_name = "cuda", sizes = "1,8,32,128";
   int64_t new_tokens = 128, prompt_tokens = 32;
-  bool fused = true, graphs = true, gemv = true;
+  bool fused = true, graphs = true, gemv = true, tc_gemm = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--out") out = v;
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     else if (k == "--fused") fused = v != "0";
     else if (k == "--graphs") graphs = v != "0";
     else if (k == "--gemv") gemv = v != "0";
+    else if (k == "--tc-gemm") tc_gemm = v != "0";
     else { std::cerr << "unknown flag " << k << "\n"; return 2; }
   }
   torch::Device device(device_name);
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
     options.fused_decode = fused;
     options.cuda_graphs = graphs;
     options.small_batch_gemv = gemv;
+    options.tensor_core_gemm = tc_gemm;
     options.time_decode_steps = true;
     auto engine = m::Engine::Create(model, options);
     if (!engine.ok()) { std::cerr << engine.status().ToString() << "\n"; return 1; }
@@ -121,6 +124,7 @@ int main(int argc, char** argv) {
     }
     result["fused_decode"] = (*engine)->fused_decode_active();
     result["small_batch_gemv"] = gemv;
+    result["tensor_core_gemm"] = tc_gemm;
     result["cuda_graphs_bs" + part] = (*engine)->num_cuda_graphs();
     std::cerr << "batch " << bs << ": " << generated / seconds << " tokens/s, prefill "
               << prefill_seconds * 1e3 << " ms, decode step "

@@ -13,6 +13,7 @@
 
 #include "gpu/decode_kernels.h"
 #include "gpu/gemv_kernels.h"
+#include "gpu/skinny_gemm.h"
 
 // Checks a CUDA call; throws c10::Error naming the file and line (caught in Decode).
 #define TLT_CUDA_CHECK(expr)                                                        \
@@ -385,16 +386,14 @@ class CudaDecoderImpl : public CudaDecoder {
     RmsNorm(h, layers_[0].in_norm, x, stream);
     for (size_t l = 0; l < layers_.size(); ++l) {
       const Layer& L = layers_[l];
-      torch::Tensor qkv = L.qkv_b.dest.defined() ? torch::addmm(L.qkv_b.dest, x, L.qkv_w.dest.t())
-                                                 : torch::mm(x, L.qkv_w.dest.t());
+      torch::Tensor qkv = Project(x, L.qkv_w.dest, L.qkv_b.dest, torch::Tensor(), stream);
       torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
-      h = torch::addmm(h, attn, L.o_w.t());
-      if (L.o_b.defined()) h.add_(L.o_b);
+      h = Project(attn, L.o_w, L.o_b, h, stream);
       RmsNorm(h, L.post_norm, x, stream);
-      torch::Tensor gate_up = torch::mm(x, L.gate_up_w.dest.t());
+      torch::Tensor gate_up = Project(x, L.gate_up_w.dest, torch::Tensor(), torch::Tensor(), stream);
       torch::Tensor act = torch::empty({B, I}, opts);
       TLT_CUDA_CHECK(TltSiluMul(kernel_dtype_, gate_up.data_ptr(), act.data_ptr(), B, I, stream));
-      h = torch::addmm(h, act, L.down_w.t());
+      h = Project(act, L.down_w, torch::Tensor(), h, stream);
       const torch::Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].in_norm : final_norm_;
       if (next.defined()) {
         RmsNorm(h, next, x, stream);
@@ -403,6 +402,37 @@ class CudaDecoderImpl : public CudaDecoder {
       }
     }
     Head(bk, x, /*gemv=*/false, eps, stream);
+  }
+
+  // x [B, k] . w [n, k]^T (+ bias) (+ residual): the tensor-core GEMM where it applies
+  // (options_.tensor_core_gemm), else cuBLAS.
+  torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
+                        const torch::Tensor& residual, cudaStream_t stream) {
+    const int64_t B = x.size(0), n = w.size(0), k = w.size(1);
+    if (options_.tensor_core_gemm && B > 4 && x.is_contiguous() && w.is_contiguous() &&
+        TltSkinnyGemmSupported(kernel_dtype_, B, n, k) != 0) {
+      torch::Tensor out = torch::empty({B, n}, x.options());
+      TltSkinnyGemmParams p{};
+      p.dtype = kernel_dtype_;
+      p.x = x.data_ptr();
+      p.weight = w.data_ptr();
+      p.bias = bias.defined() ? bias.data_ptr() : nullptr;
+      p.residual = residual.defined() ? residual.contiguous().data_ptr() : nullptr;
+      p.out = out.data_ptr();
+      p.rows = B;
+      p.n = n;
+      p.k = k;
+      TLT_CUDA_CHECK(TltSkinnyGemm(&p, stream));
+      return out;
+    }
+    torch::Tensor y;
+    if (residual.defined()) {
+      y = torch::addmm(residual, x, w.t());
+      if (bias.defined()) y.add_(bias);
+    } else {
+      y = bias.defined() ? torch::addmm(bias, x, w.t()) : torch::mm(x, w.t());
+    }
+    return y;
   }
 
   // The first layer's input: the token embeddings, or the input projection of (embedding,

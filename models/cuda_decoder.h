@@ -50,6 +50,10 @@ struct CudaDecoderOptions {
   bool small_batch_gemv = true;
   // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
   bool fuse_rotary = true;
+  // Buckets of 5-64 rows (bfloat16/float16): the q/k/v, o, gate/up and down projections as
+  // tensor-core GEMMs (gpu/skinny_gemm.h) instead of cuBLAS. Off until measured on a GPU
+  // (written 2026-11-28 after the last GPU run of that session).
+  bool tensor_core_gemm = false;
   // The most rows one step takes (0: the cache's slots). Tree verification puts every node of
   // every request's draft tree in one step, so it needs up to slots x nodes per tree.
   int64_t max_rows = 0;

@@ -64,6 +64,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(Transformer model, const EngineOp
       CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
       decoder_options.small_batch_gemv = options.small_batch_gemv;
+      decoder_options.tensor_core_gemm = options.tensor_core_gemm;
       decoder_options.time_steps = options.time_decode_steps;
       // Prefill chunks of short prompts (FusedPrefill) share the step's row buckets.
       decoder_options.max_rows = std::max<int64_t>(engine->cache_->options().max_slots, 256);

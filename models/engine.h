@@ -90,8 +90,10 @@ struct EngineOptions {
   // for an unsupported model, the engine falls back to Transformer::Forward (as when false).
   bool fused_decode = true;
   bool cuda_graphs = true;
-  // Fused decode only: CudaDecoderOptions::small_batch_gemv (GEMVs for batches of <= 8 rows).
+  // Fused decode only: CudaDecoderOptions::small_batch_gemv (GEMVs for batches of <= 4 rows).
   bool small_batch_gemv = true;
+  // Fused decode only: CudaDecoderOptions::tensor_core_gemm (5-64 rows; off until measured).
+  bool tensor_core_gemm = false;
   // Fused decode only: prompts that take at most kMaxFusedPrefillSteps steps of 64-token chunks
   // are prefilled through the decoder's kernels (FusedPrefill) instead of the eager forward.
   bool fused_prefill = true;

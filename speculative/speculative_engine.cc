@@ -70,6 +70,7 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     if ((options.fused_plain_decode || options.fused_verify) && options.device.is_cuda()) {
       models::CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
+      decoder_options.tensor_core_gemm = options.tensor_core_gemm;
       // Verification steps put every node of every tree (<= 64 each) in one step; prefill
       // chunks (models::FusedPrefill) take up to 256 rows.
       decoder_options.max_rows =

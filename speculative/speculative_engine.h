@@ -93,6 +93,9 @@ struct SpeculativeEngineOptions {
   // layer loop; trees of more than 64 nodes and unsupported models use TreeForward.
   bool fused_verify = true;
   bool cuda_graphs = true;
+  // CUDA: models::CudaDecoderOptions::tensor_core_gemm for the target's steps of 5-64 rows
+  // (verification of draft trees; off until measured).
+  bool tensor_core_gemm = false;
   // Pending drafter pairs per request beyond which they are fed to the drafter at once.
   int64_t max_pending_pairs = 64;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the

@@ -260,11 +260,14 @@ INSTANTIATE_TEST_SUITE_P(Rows, CudaDecoderGemvTest,
 // Many rows: from 64 (row, kv head) pairs up the attention kernel gives each block all query
 // heads of a kv head (G = 2 for the llama config, 7 for the qwen-like one) and splits rows into
 // chunks of >= 256 keys, so rows of up to 700 keys use one to three chunks. Fused decode steps
-// (eager kernels and graph replay) vs Transformer::Forward.
+// (eager kernels and graph replay) vs Transformer::Forward. With tc_gemm the projections run
+// as tensor-core GEMMs (gpu/skinny_gemm.h: 12, 40 and 64 rows cover one, three and four
+// 16-row tiles; bfloat16 and float16).
 struct ManyRowsCase {
   int64_t rows;
   bool qwen_like;
   torch::Dtype dtype;
+  bool tc_gemm = false;
 };
 
 class CudaDecoderManyRowsTest : public ::testing::TestWithParam<ManyRowsCase> {};
@@ -277,10 +280,11 @@ TEST_P(CudaDecoderManyRowsTest, MatchesEagerForward) {
   Transformer model = MakeModel(c, 31, p.dtype);
   const int64_t R = p.rows;
   KvCache cache(KvCacheOptions::ForModel(c, R, 720, p.dtype, torch::kCUDA));
-  CudaDecoderOptions eager_options;
+  CudaDecoderOptions eager_options, graph_options;
   eager_options.use_graphs = false;
+  eager_options.tensor_core_gemm = graph_options.tensor_core_gemm = p.tc_gemm;
   auto eager_kernels = CudaDecoder::Create(model, &cache, eager_options);
-  auto graphs = CudaDecoder::Create(model, &cache, {});
+  auto graphs = CudaDecoder::Create(model, &cache, graph_options);
   ASSERT_TRUE(eager_kernels && graphs);
   torch::NoGradGuard no_grad;
   std::vector<int64_t> lengths, slots, next;
@@ -328,11 +332,19 @@ TEST_P(CudaDecoderManyRowsTest, MatchesEagerForward) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaDecoderManyRowsTest,
                          ::testing::Values(ManyRowsCase{32, false, torch::kFloat32},
                                            ManyRowsCase{64, true, torch::kFloat32},
-                                           ManyRowsCase{64, true, torch::kBFloat16}),
+                                           ManyRowsCase{64, true, torch::kBFloat16},
+                                           ManyRowsCase{12, true, torch::kBFloat16, true},
+                                           ManyRowsCase{40, true, torch::kBFloat16, true},
+                                           ManyRowsCase{64, true, torch::kBFloat16, true},
+                                           ManyRowsCase{32, false, torch::kFloat16, true}),
                          [](const auto& info) {
+                           const torch::Dtype d = info.param.dtype;
                            return std::string(info.param.qwen_like ? "qwen_like_" : "llama_") +
                                   std::to_string(info.param.rows) +
-                                  (info.param.dtype == torch::kFloat32 ? "_float32" : "_bfloat16");
+                                  (d == torch::kFloat32    ? "_float32"
+                                   : d == torch::kBFloat16 ? "_bfloat16"
+                                                           : "_float16") +
+                                  (info.param.tc_gemm ? "_tensor_core_gemm" : "");
                          });
 
 std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots = 10) {
