@@ -15,7 +15,9 @@
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 400]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
-//     [--fused-plain-decode 0|1]
+//     [--fused-plain-decode 0|1] [--tc-gemm 0|1]
+// --tc-gemm 1: SpeculativeEngineOptions::tensor_core_gemm (verification steps of 5-64 rows
+// through gpu/skinny_gemm.h).
 // Prints one JSON object on stdout; progress on stderr.
 #include <torch/torch.h>
 
@@ -41,6 +43,7 @@ struct Args {
   int64_t hidden = 1024, layers = 24, heads = 16, kv_heads = 4, intermediate = 2816;
   int64_t sft_steps = 300, sft_batch = 64, drafter_steps = 400, new_tokens = 96;
   bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
+  bool tc_gemm = false;             // SpeculativeEngineOptions::tensor_core_gemm
 };
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -142,6 +145,8 @@ int main(int argc, char** argv) {
       a.new_tokens = std::stoll(v);
     else if (k == "--fused-plain-decode")
       a.fused_plain_decode = v == "1";
+    else if (k == "--tc-gemm")
+      a.tc_gemm = v == "1";
     else {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
@@ -280,6 +285,7 @@ int main(int argc, char** argv) {
         o.dtype = dtype;
         o.max_batch_size = bs;
         o.max_sequence_length = 80 + a.new_tokens;
+        o.tensor_core_gemm = a.tc_gemm;  // the same GEMMs as the SD engine's target steps
         auto engine = m::Engine::Create(target, o).value();
         (void)engine->Generate(warm);
         sync();
@@ -295,6 +301,7 @@ int main(int argc, char** argv) {
         o.max_batch_size = bs;
         o.max_sequence_length = 80 + a.new_tokens;
         o.fused_plain_decode = a.fused_plain_decode;
+        o.tensor_core_gemm = a.tc_gemm;
         if (name == "plain_eager") {
           o.sd_batch_threshold = 0;  // SD never on, every forward eager
           o.fused_plain_decode = false;
