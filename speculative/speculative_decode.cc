@@ -10,6 +10,19 @@
 #include "speculative/verify.h"
 
 namespace tlt::speculative {
+namespace {
+
+// The k largest log-probs (log_softmax over the last dimension) and their ids, on the host,
+// with one device-to-host copy (values and ids travel packed as float64; ids are exact there).
+std::pair<torch::Tensor, torch::Tensor> TopKOnHost(const torch::Tensor& logits, int64_t k) {
+  auto top = torch::log_softmax(logits, -1).topk(k);
+  const torch::Tensor packed =
+      torch::cat({std::get<0>(top).to(torch::kFloat64), std::get<1>(top).to(torch::kFloat64)}, -1)
+          .cpu();
+  return {packed.narrow(-1, 0, k), packed.narrow(-1, k, k).to(torch::kInt64)};
+}
+
+}  // namespace
 
 std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<Sequence*>& batch,
                                                              bool keep_last) {
@@ -163,8 +176,7 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
   std::vector<DraftTreeBuilder> builders;
   {
     torch::Tensor roots = torch::stack(root_hidden);  // [B, H]
-    auto top = torch::log_softmax(Drafter::Impl::Logits(target_, roots), -1).topk(k);
-    torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
+    auto [values, ids] = TopKOnHost(Drafter::Impl::Logits(target_, roots), k);
     for (int64_t b = 0; b < B; ++b) {
       base[b] = drafter_cache_->length(batch[b]->drafter_slot);
       predicted[b][0] = root_hidden[b];
@@ -217,8 +229,7 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
       auto stepped = drafter_decoder_->Forward(decode_rows, torch::stack(inputs));
       TORCH_CHECK(stepped.ok(), "drafter step: ", stepped.status().ToString());
       torch::Tensor out = stepped->hidden.clone();  // the decoder's buffers change next call
-      auto top = torch::log_softmax(stepped->logits, -1).topk(k);
-      torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
+      auto [values, ids] = TopKOnHost(stepped->logits, k);
       int64_t offset = 0;
       for (int64_t r = 0; r < R; ++r) {
         const int64_t b = rows[r];
@@ -264,8 +275,7 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
         drafter_->Forward(target_, tokens.to(options_.device),
                           torch::stack(hidden).view({R, T, -1}), layout, drafter_cache_.get(),
                           rotary.to(options_.device));  // [R, T, H]
-    auto top = torch::log_softmax(Drafter::Impl::Logits(target_, out), -1).topk(k);
-    torch::Tensor values = std::get<0>(top).cpu(), ids = std::get<1>(top).cpu();
+    auto [values, ids] = TopKOnHost(Drafter::Impl::Logits(target_, out), k);
     for (int64_t r = 0; r < R; ++r) {
       const int64_t b = rows[r];
       const std::vector<int64_t> nodes = builders[b].frontier();
