@@ -398,14 +398,19 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     offset[b + 1] = offset[b] + n;
     all_greedy = all_greedy && batch[b]->request.temperature <= 0;
   }
-  const torch::Tensor all_lp = models::ProcessedLogProbs(
-      node_logits.size() == 1 ? node_logits[0] : torch::cat(node_logits, 0), row_params);
+  const torch::Tensor all_logits =
+      node_logits.size() == 1 ? node_logits[0] : torch::cat(node_logits, 0);
+  // Greedy batches skip the processing (a sort over the vocabulary per node): a greedy row's
+  // processed distribution is one-hot on the logits' argmax, so the tokens it accepts have
+  // log-prob 0.
+  const torch::Tensor all_lp =
+      all_greedy ? torch::Tensor() : models::ProcessedLogProbs(all_logits, row_params);
   std::vector<VerifyResult> results(B);
   if (all_greedy) {
-    // Greedy: each node's processed distribution is one-hot on its argmax, so VerifyTree
-    // reduces to following the children equal to it (one device-to-host copy for the batch;
-    // the counters advance as VerifyTree's would: one uniform a visited node).
-    const torch::Tensor argmax = all_lp.argmax(-1).cpu().contiguous();
+    // Greedy: VerifyTree reduces to following the children equal to each node's argmax (one
+    // device-to-host copy for the batch; the counters advance as VerifyTree's would: one
+    // uniform a visited node).
+    const torch::Tensor argmax = all_logits.argmax(-1).cpu().contiguous();
     const int64_t* best = argmax.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
       results[b] = VerifyGreedyTree(trees[b], best + offset[b], &batch[b]->counter);
@@ -448,18 +453,19 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   const int64_t K = static_cast<int64_t>(kept_rows.size());
   std::vector<int64_t> index(kept_rows);
   index.insert(index.end(), kept_tokens.begin(), kept_tokens.end());
-  const torch::Tensor both = torch::tensor(index, torch::kInt64).to(all_lp.device());
+  const torch::Tensor both = torch::tensor(index, torch::kInt64).to(all_logits.device());
   const torch::Tensor rows_t = both.narrow(0, 0, K), tokens_t = both.narrow(0, K, K);
   torch::Tensor kept_hidden;
   if (!options_.draft_oracle) {
     kept_hidden = (node_hidden.size() == 1 ? node_hidden[0] : torch::cat(node_hidden, 0))
                       .index_select(0, rows_t.to(node_hidden[0].device()));
   }
-  const torch::Tensor token_lp = all_lp.index_select(0, rows_t)
-                                     .gather(1, tokens_t.view({-1, 1}))
-                                     .to(torch::kFloat32)
-                                     .cpu()
-                                     .contiguous();
+  const torch::Tensor token_lp = all_greedy ? torch::zeros({K}, torch::kFloat32)
+                                            : all_lp.index_select(0, rows_t)
+                                                  .gather(1, tokens_t.view({-1, 1}))
+                                                  .to(torch::kFloat32)
+                                                  .cpu()
+                                                  .contiguous();
   const float* lp_data = token_lp.data_ptr<float>();
   int64_t k = 0;
   for (int64_t b = 0; b < B; ++b) {

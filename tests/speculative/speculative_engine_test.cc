@@ -94,6 +94,7 @@ TEST(SpeculativeEngineTest, GreedyEqualsPlainGreedyForEveryStrategy) {
       for (size_t i = 0; i < requests.size(); ++i) {
         EXPECT_EQ((*got)[i].tokens, want[i].tokens) << "request " << i;
         ASSERT_EQ((*got)[i].logprobs.size(), want[i].logprobs.size());
+        EXPECT_EQ((*got)[i].logprobs, want[i].logprobs) << "request " << i;  // greedy: all 0
         EXPECT_EQ((*got)[i].finish_reason, want[i].finish_reason);
       }
     }
