@@ -47,6 +47,26 @@ int KernelDtype(torch::Dtype dtype) {
   return kTltFloat32;
 }
 
+// Empty when every parameter is on the cache's CUDA device in its dtype; else what is wrong.
+std::string PlacementProblem(const DecoderWeights& w, const KvCacheOptions& c) {
+  std::vector<torch::Tensor> tensors = {w.embed, w.head, w.final_norm, w.input_fc_weight,
+                                        w.input_fc_bias};
+  for (const auto& layer : w.layers) {
+    for (const auto& p : layer->parameters()) tensors.push_back(p);
+  }
+  for (const torch::Tensor& p : tensors) {
+    if (!p.defined()) continue;
+    const bool same_device =
+        p.device().is_cuda() && (!c.device.has_index() || p.device().index() == c.device.index());
+    if (!same_device || p.scalar_type() != c.dtype) {
+      return "parameters not on the cache's device/dtype (found " + p.device().str() + " " +
+             std::string(c10::toString(p.scalar_type())) + ", cache " + c.device.str() + " " +
+             std::string(c10::toString(c.dtype)) + ")";
+    }
+  }
+  return "";
+}
+
 // A concatenation of parameters along dim 0, refreshed in place when a part changes.
 struct Concat {
   torch::Tensor dest;
@@ -278,7 +298,7 @@ class CudaDecoderImpl : public CudaDecoder {
                                "(DecodeRow::tree_base)");
       }
     }
-    CheckWeights();
+    RETURN_NOT_OK(CheckWeights());
     if (cache_->keys(0).data_ptr() != cache_pointer_) {
       Invalidate();
       cache_pointer_ = cache_->keys(0).data_ptr();
@@ -624,8 +644,9 @@ class CudaDecoderImpl : public CudaDecoder {
     sin_ = sin.contiguous();
   }
 
-  // Refreshes concatenated weights after in-place loads; rebuilds if a parameter moved.
-  void CheckWeights() {
+  // Refreshes concatenated weights after in-place loads; rebuilds if a parameter moved. A
+  // parameter moved to another device or dtype is an error (the kernels would read it wrongly).
+  Status CheckWeights() {
     bool moved = false;
     for (size_t i = 0; i < watched_.size() && !moved; ++i) {
       moved = watched_[i].data_ptr() != watched_pointers_[i];
@@ -638,8 +659,15 @@ class CudaDecoderImpl : public CudaDecoder {
     }
     if (moved) {
       Invalidate();
+      const std::string problem = PlacementProblem(source_(), cache_->options());
+      if (!problem.empty()) {
+        return InvalidArgument("cuda decoder: " + problem +
+                               " since the model's parameters were replaced; create a decoder "
+                               "for the new placement");
+      }
       Build();
     }
+    return Status::OK();
   }
 
   std::function<DecoderWeights()> source_;
@@ -713,19 +741,8 @@ std::unique_ptr<CudaDecoder> CudaDecoder::CreateFromWeights(
       config.num_hidden_layers < 1 || c.num_layers != config.num_hidden_layers) {
     return refuse("unsupported attention shape or a cache for another layer count");
   }
-  std::vector<torch::Tensor> tensors = {w.embed, w.head, w.final_norm, w.input_fc_weight,
-                                        w.input_fc_bias};
-  for (const auto& layer : w.layers) {
-    for (const auto& p : layer->parameters()) tensors.push_back(p);
-  }
-  for (const torch::Tensor& p : tensors) {
-    if (!p.defined()) continue;
-    const bool same_device =
-        p.device().is_cuda() && (!c.device.has_index() || p.device().index() == c.device.index());
-    if (!same_device || p.scalar_type() != c.dtype) {
-      return refuse("parameters not on the cache's device/dtype");
-    }
-  }
+  const std::string placement = PlacementProblem(w, c);
+  if (!placement.empty()) return refuse(placement);
   try {
     return std::make_unique<CudaDecoderImpl>(std::move(weights), config, cache, options,
                                              w.embed.device());

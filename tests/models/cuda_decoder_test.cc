@@ -430,6 +430,32 @@ TEST(CudaDecoderEngineTest, GraphsAcrossLoadWeightsAndCacheRelease) {
   EXPECT_GT(fused->num_cuda_graphs(), 0);
 }
 
+// Parameters moved to another dtype after the decoder was made: the next step is an error that
+// names the placement (the kernels would read float32 data as bfloat16), and the decoder works
+// again once they are back.
+TEST(CudaDecoderTest, MovedParametersGiveAnError) {
+  SKIP_WITHOUT_FUSED();
+  ModelConfig c = QwenLikeConfig();
+  Transformer model = MakeModel(c, 41, torch::kBFloat16);
+  KvCache cache(KvCacheOptions::ForModel(c, 2, 32, torch::kBFloat16, torch::kCUDA));
+  auto decoder = CudaDecoder::Create(model, &cache, {});
+  ASSERT_TRUE(decoder);
+  ASSERT_TRUE(cache.AllocateSlot().ok());
+  std::vector<DecodeRow> rows(1);
+  rows[0].token = 3;
+  auto before = decoder->DecodeLogits(rows);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  model->to(torch::kCUDA, torch::kFloat32);
+  auto moved = decoder->DecodeLogits(rows);
+  ASSERT_FALSE(moved.ok());
+  EXPECT_NE(moved.status().ToString().find("device/dtype"), std::string::npos)
+      << moved.status().ToString();
+  model->to(torch::kCUDA, torch::kBFloat16);
+  auto back = decoder->DecodeLogits(rows);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_LT(RelDiff(*back, *before), 1e-6);
+}
+
 // FusedPrefill (prompts as 64-row chains through the decoder) against the eager prefill: the
 // last token's logits, every prompt token's hidden state and the cache rows it writes.
 // Lengths 5, 64, 70 and 150 cover one chunk, an exact chunk and chunks that straddle steps.
