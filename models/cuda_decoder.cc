@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+#include <glog/logging.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -349,7 +350,7 @@ class CudaDecoderImpl : public CudaDecoder {
       }
       bk.hidden_in.narrow(0, 0, B).copy_(hidden_in);
     }
-    if (options_.use_graphs) {
+    if (options_.use_graphs && !graphs_disabled_) {
       if (!bk.graph) Capture(bk);
       bk.graph->replay();
       if (timed_) TLT_CUDA_CHECK(cudaEventRecord(step_end_, stream));
@@ -370,8 +371,25 @@ class CudaDecoderImpl : public CudaDecoder {
       bk.logits = bk.hidden = bk.packed = torch::Tensor();
       auto graph = std::make_unique<at::cuda::CUDAGraph>();
       graph->capture_begin(pool_);
-      Compute(bk);
-      graph->capture_end();
+      try {
+        Compute(bk);
+        graph->capture_end();
+      } catch (...) {
+        // Take the side stream out of capture (the caching allocator then stops routing its
+        // allocations to the graph pool), drop the partial graph, and decode eagerly from now
+        // on: a later capture could meet the same failure. The step itself fails.
+        cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(side_stream_.stream(), &status) == cudaSuccess &&
+            status != cudaStreamCaptureStatusNone) {
+          cudaGraph_t partial = nullptr;
+          cudaStreamEndCapture(side_stream_.stream(), &partial);
+          if (partial != nullptr) cudaGraphDestroy(partial);
+        }
+        (void)cudaGetLastError();
+        graphs_disabled_ = true;
+        LOG(WARNING) << "cuda decoder: CUDA graph capture failed; decoding without graphs";
+        throw;
+      }
       bk.graph = std::move(graph);
     }
     TLT_CUDA_CHECK(cudaDeviceSynchronize());
@@ -697,6 +715,7 @@ class CudaDecoderImpl : public CudaDecoder {
   std::map<int64_t, Bucket> buckets_;
   torch::Tensor pinned_in_, pinned_out_;
   torch::Tensor attention_counters_;  // int32 [max rows x heads], zero between kernels
+  bool graphs_disabled_ = false;      // a capture failed: steps run eagerly
 };
 
 }  // namespace
