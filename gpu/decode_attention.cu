@@ -116,6 +116,8 @@ struct Params {
   int region_bytes;  // tile buffers, reused for the final reductions; a multiple of 16
   int min_tiles;     // tiles per chunk at least
   int key_shares;    // KS: warps that split a tile's keys in the value sum (4 / KS own heads)
+  bool vec16;        // K/V rows copied in 16-byte pieces (D * element size % 16 == 0, caches
+                     // 16-byte aligned); else 4-byte pieces
   float scale;
 };
 
@@ -137,7 +139,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   const int D = a.D, P = D / 2, TK = a.tile, RS = a.row_stride;
   const int64_t slot = a.slots[b];
   T* out = static_cast<T*>(a.out);
-  if (slot < 0) {  // padding row: zeros
+  if (slot < 0 || a.positions[b] < 0) {  // padding row (or no position): zeros
     tlt_gpu::WaitForPredecessor();
     tlt_gpu::AllowDependents();
     if (split == 0) {
@@ -176,7 +178,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
   const int64_t stride = static_cast<int64_t>(a.KV) * D;  // between positions in the cache
   const T* kbase = static_cast<const T*>(a.k_cache) + slot * a.max_length * stride + kvh * D;
   const T* vbase = static_cast<const T*>(a.v_cache) + slot * a.max_length * stride + kvh * D;
-  const bool vec16 = (D * sizeof(T)) % 16 == 0;
+  const bool vec16 = a.vec16;
   auto issue = [&](int t) {  // tile t of the chunk into buffer t % 2 (one commit group)
     if (t < tiles) {
       const int64_t k0 = begin + static_cast<int64_t>(t) * TK;
@@ -610,6 +612,9 @@ cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const 
   args.region_bytes = plan.region_bytes;
   args.min_tiles = plan.min_tiles;
   args.key_shares = plan.key_shares;
+  args.vec16 = (head_dim * elem_bytes) % 16 == 0 &&
+               reinterpret_cast<uintptr_t>(k_cache) % 16 == 0 &&
+               reinterpret_cast<uintptr_t>(v_cache) % 16 == 0;
   args.scale = 1.f / sqrtf(static_cast<float>(head_dim));
   cudaError_t e = cudaSuccess;
   switch (dtype) {

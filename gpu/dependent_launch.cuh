@@ -6,6 +6,10 @@
 // then call WaitForPredecessor(), which returns once the predecessor grid has completed and its
 // writes are visible. Every kernel launched this way must call WaitForPredecessor() before it
 // reads any activation or writes any memory. AllowDependents() lets the next kernel start early.
+// Rule: a kernel calls AllowDependents() only after its own WaitForPredecessor() (every block).
+// Then a kernel that has started knows that all kernels two or more launches back have
+// finished, which the attention kernel relies on to read the KV cache before its wait
+// (gpu/decode_attention.cu).
 // CUDA graph capture keeps these as programmatic edges. On older devices, or with the
 // environment variable TLT_PDL=0, LaunchDependent() is an ordinary launch and the device calls
 // are no-ops.

@@ -47,6 +47,8 @@ __device__ __forceinline__ void Mma(float (&c)[4], uint32_t a0, uint32_t a1, uin
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
   }
+#else
+  __trap();  // compiled for a device without mma.sync bf16/f16 (TltSkinnyGemmSupported refuses)
 #endif
 }
 

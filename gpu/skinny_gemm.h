@@ -7,8 +7,8 @@
 // warp takes every 8th 32-wide slice of k, reads its 8 weight rows with 16-byte loads and runs
 // mma.sync m16n8k16 against 16-row tiles of x (k permuted identically in both operands, so the
 // 16-byte chunks need no shuffling); the block sums its warps in shared memory and adds bias and
-// residual. x, weight, bias, residual and out must be contiguous and 16-byte aligned; out may
-// be residual. Requires compute capability >= 8.0.
+// residual. x, weight, bias, residual and out must be contiguous; x and weight 16-byte
+// aligned; out may be residual. Requires compute capability >= 8.0.
 #pragma once
 
 #include <cuda_runtime_api.h>
