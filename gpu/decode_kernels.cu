@@ -131,9 +131,9 @@ struct RmsNormLaunch {
 template <typename T>
 struct RotaryLaunch {
   static void Run(const void* qkv, const void* cos, const void* sin, const int64_t* positions,
-                  const int64_t* rotary_positions, const int64_t* slots, void* q_out,
-                  void* k_cache, void* v_cache, int64_t B, int64_t H, int64_t KV, int64_t D,
-                  int64_t max_length, cudaStream_t stream) {
+                  const int64_t* rotary_positions, const int64_t* slots, void* q_out, void* k_cache,
+                  void* v_cache, int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
+                  cudaStream_t stream) {
     RotaryCacheWriteKernel<T><<<static_cast<unsigned>(B), 256, 0, stream>>>(
         static_cast<const T*>(qkv), static_cast<const T*>(cos), static_cast<const T*>(sin),
         positions, rotary_positions, slots, static_cast<T*>(q_out), static_cast<T*>(k_cache),
@@ -170,8 +170,9 @@ cudaError_t TltRotaryCacheWrite(int dtype, const void* qkv, const void* cos, con
                                 int64_t head_dim, int64_t max_length, cudaStream_t stream) {
   if (batch == 0) return cudaSuccess;
   if (head_dim % 2 != 0) return cudaErrorInvalidValue;
-  return Dispatch<RotaryLaunch>(dtype, qkv, cos, sin, positions, rotary_positions, slots, q_out, k_cache, v_cache,
-                                batch, num_heads, num_kv_heads, head_dim, max_length, stream);
+  return Dispatch<RotaryLaunch>(dtype, qkv, cos, sin, positions, rotary_positions, slots, q_out,
+                                k_cache, v_cache, batch, num_heads, num_kv_heads, head_dim,
+                                max_length, stream);
 }
 
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,

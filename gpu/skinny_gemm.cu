@@ -1,9 +1,10 @@
 // Tensor-core GEMM for few rows (see skinny_gemm.h).
 //
-// mma.sync.m16n8k16 fragments (PTX ISA), lane = 4 g + t:
-//   A (16 x 16, row): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..2t+9), a3 = (g+8, 2t+8..)
-//   B (16 x 8, col):  b0 = (k 2t..2t+1, n g), b1 = (k 2t+8..2t+9, n g)
-//   C (16 x 8):       c0,c1 = (g, 2t..2t+1), c2,c3 = (g+8, 2t..2t+1)
+// mma.sync.m16n8k16 fragments (PTX ISA), lane = 4 g + t, (row, k) or (k, n) or (row, n):
+// - A (16 x 16, row): a0 = (g, 2t..2t+1), a1 = (g+8, 2t..2t+1), a2 = (g, 2t+8..2t+9),
+//   a3 = (g+8, 2t+8..2t+9).
+// - B (16 x 8, col): b0 = (2t..2t+1, g), b1 = (2t+8..2t+9, g).
+// - C (16 x 8): c0, c1 = (g, 2t..2t+1), c2, c3 = (g+8, 2t..2t+1).
 // A thread's four k slots {2t, 2t+1, 2t+8, 2t+9} are mapped to the physical k 4t..4t+3 of a
 // 16-wide step, in x and in the weight alike (a dot product does not depend on the order of k),
 // so one 16-byte load of 8 consecutive elements feeds two mma k-steps: elements 0-3 the first,
@@ -77,8 +78,8 @@ __global__ void __launch_bounds__(kThreads) SkinnyGemmKernel(const Args a) {
   const int g = lane / 4, t = lane % 4;
   const int n0 = blockIdx.x * kColumns;
   const int steps = a.k / 32;
-  const T* w_row = static_cast<const T*>(a.weight) +
-                   static_cast<int64_t>(min(n0 + g, a.n - 1)) * a.k + 8 * t;
+  const T* w_row =
+      static_cast<const T*>(a.weight) + static_cast<int64_t>(min(n0 + g, a.n - 1)) * a.k + 8 * t;
   const T* x = static_cast<const T*>(a.x);
   float c[kTiles][4];
 #pragma unroll
@@ -94,11 +95,13 @@ __global__ void __launch_bounds__(kThreads) SkinnyGemmKernel(const Args a) {
       const int r0 = i * 16 + g, r1 = r0 + 8;
       const uint4 zero = make_uint4(0, 0, 0, 0);
       const uint4 x0 =
-          r0 < a.rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r0) * a.k + k0 + 8 * t)
-                      : zero;
+          r0 < a.rows
+              ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r0) * a.k + k0 + 8 * t)
+              : zero;
       const uint4 x1 =
-          r1 < a.rows ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r1) * a.k + k0 + 8 * t)
-                      : zero;
+          r1 < a.rows
+              ? *reinterpret_cast<const uint4*>(x + static_cast<int64_t>(r1) * a.k + k0 + 8 * t)
+              : zero;
       Mma<T>(c[i], x0.x, x1.x, x0.y, x1.y, w.x, w.y);
       Mma<T>(c[i], x0.z, x1.z, x0.w, x1.w, w.z, w.w);
     }
@@ -174,8 +177,14 @@ cudaError_t TltSkinnyGemm(const TltSkinnyGemmParams* p, cudaStream_t stream) {
       p->weight == nullptr || p->out == nullptr || !Aligned(p->x) || !Aligned(p->weight)) {
     return cudaErrorInvalidValue;
   }
-  Args args{p->x, p->weight, p->bias, p->residual, p->out, static_cast<int>(p->rows),
-            static_cast<int>(p->n), static_cast<int>(p->k)};
+  Args args{p->x,
+            p->weight,
+            p->bias,
+            p->residual,
+            p->out,
+            static_cast<int>(p->rows),
+            static_cast<int>(p->n),
+            static_cast<int>(p->k)};
   const cudaError_t e = p->dtype == kTltBFloat16 ? LaunchType<__nv_bfloat16>(args, stream)
                                                  : LaunchType<__half>(args, stream);
   return e != cudaSuccess ? e : cudaGetLastError();

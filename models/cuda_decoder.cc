@@ -15,6 +15,7 @@
 #include "gpu/decode_kernels.h"
 #include "gpu/gemv_kernels.h"
 #include "gpu/skinny_gemm.h"
+#include "models/cuda_decoder_weights.h"
 
 // Checks a CUDA call; throws c10::Error naming the file and line (caught in Decode).
 #define TLT_CUDA_CHECK(expr)                                                        \
@@ -42,85 +43,21 @@ enum InputRow {
   kInputRows
 };
 
-int KernelDtype(torch::Dtype dtype) {
-  if (dtype == torch::kBFloat16) return kTltBFloat16;
-  if (dtype == torch::kFloat16) return kTltFloat16;
-  return kTltFloat32;
-}
-
-// Empty when every parameter is on the cache's CUDA device in its dtype; else what is wrong.
-std::string PlacementProblem(const DecoderWeights& w, const KvCacheOptions& c) {
-  std::vector<torch::Tensor> tensors = {w.embed, w.head, w.final_norm, w.input_fc_weight,
-                                        w.input_fc_bias};
-  for (const auto& layer : w.layers) {
-    for (const auto& p : layer->parameters()) tensors.push_back(p);
-  }
-  for (const torch::Tensor& p : tensors) {
-    if (!p.defined()) continue;
-    const bool same_device =
-        p.device().is_cuda() && (!c.device.has_index() || p.device().index() == c.device.index());
-    if (!same_device || p.scalar_type() != c.dtype) {
-      return "parameters not on the cache's device/dtype (found " + p.device().str() + " " +
-             std::string(c10::toString(p.scalar_type())) + ", cache " + c.device.str() + " " +
-             std::string(c10::toString(c.dtype)) + ")";
-    }
-  }
-  return "";
-}
-
-// A concatenation of parameters along dim 0, refreshed in place when a part changes.
-struct Concat {
-  torch::Tensor dest;
-  std::vector<torch::Tensor> parts;
-  std::vector<int64_t> versions;
-  std::vector<const void*> pointers;
-
-  void Build(std::vector<torch::Tensor> p) {
-    parts = std::move(p);
-    dest = torch::cat(parts, 0).contiguous();
-    versions.clear();
-    pointers.clear();
-    for (const auto& t : parts) {
-      versions.push_back(t._version());
-      pointers.push_back(t.data_ptr());
-    }
-  }
-  // False when a part moved to new storage (the caller rebuilds).
-  bool Refresh() {
-    int64_t offset = 0;
-    for (size_t i = 0; i < parts.size(); ++i) {
-      const int64_t n = parts[i].size(0);
-      if (parts[i].data_ptr() != pointers[i]) return false;
-      if (parts[i]._version() != versions[i]) {
-        dest.narrow(0, offset, n).copy_(parts[i]);
-        versions[i] = parts[i]._version();
-      }
-      offset += n;
-    }
-    return true;
-  }
-};
-
-struct Layer {
-  torch::Tensor in_norm, post_norm, o_w, o_b, down_w;
-  Concat qkv_w, qkv_b, gate_up_w;  // qkv_b.dest undefined without q/k/v bias
-};
-
 struct Bucket {
   int64_t size = 0;
-  bool tree = false;     // tree rows: rotary/cache write first, then masked attention
-  torch::Tensor input;   // int64 [kInputRows, size] on the device
-  torch::Tensor logits;  // float32 [size, V]
-  torch::Tensor hidden;  // [size, hidden]
-  torch::Tensor packed;  // float64 [2, size]: greedy tokens, zero log-probs
+  bool tree = false;        // tree rows: rotary/cache write first, then masked attention
+  torch::Tensor input;      // int64 [kInputRows, size] on the device
+  torch::Tensor logits;     // float32 [size, V]
+  torch::Tensor hidden;     // [size, hidden]
+  torch::Tensor packed;     // float64 [2, size]: greedy tokens, zero log-probs
   torch::Tensor hidden_in;  // [size, hidden]: the input projection's per-row input (drafters)
   std::unique_ptr<at::cuda::CUDAGraph> graph;
 };
 
 class CudaDecoderImpl : public CudaDecoder {
  public:
-  CudaDecoderImpl(std::function<DecoderWeights()> source, const ModelConfig& config,
-                  KvCache* cache, const CudaDecoderOptions& options, c10::Device weights_device)
+  CudaDecoderImpl(std::function<DecoderWeights()> source, const ModelConfig& config, KvCache* cache,
+                  const CudaDecoderOptions& options, c10::Device weights_device)
       : source_(std::move(source)),
         cache_(cache),
         options_(options),
@@ -140,9 +77,9 @@ class CudaDecoderImpl : public CudaDecoder {
     pinned_out_ = torch::empty({2 * max_bucket},
                                torch::TensorOptions().dtype(torch::kFloat64).pinned_memory(true));
     // Zeros that the attention kernel's chunk tickets start from (and leave behind).
-    attention_counters_ = torch::zeros(
-        {TltDecodeAttentionCounterCount(max_bucket, config_.num_attention_heads)},
-        torch::TensorOptions().dtype(torch::kInt32).device(device_));
+    attention_counters_ =
+        torch::zeros({TltDecodeAttentionCounterCount(max_bucket, config_.num_attention_heads)},
+                     torch::TensorOptions().dtype(torch::kInt32).device(device_));
     Build();
     TLT_CUDA_CHECK(cudaEventCreateWithFlags(&input_copied_, cudaEventDisableTiming));
     if (options_.time_steps) {
@@ -228,15 +165,15 @@ class CudaDecoderImpl : public CudaDecoder {
 
   Result<StepTensors> Forward(const std::vector<DecodeRow>& rows,
                               const torch::Tensor& hidden_in) override {
-    if (fc_w_.defined() != hidden_in.defined()) {
-      return InvalidArgument(fc_w_.defined()
+    if (w_.fc_w.defined() != hidden_in.defined()) {
+      return InvalidArgument(w_.fc_w.defined()
                                  ? "cuda decoder: this model's input projection needs hidden_in"
                                  : "cuda decoder: hidden_in given but the model has no input "
                                    "projection");
     }
     if (hidden_in.defined() &&
         (hidden_in.dim() != 2 || hidden_in.size(0) != static_cast<int64_t>(rows.size()) ||
-         hidden_in.size(1) != config_.hidden_size || hidden_in.device() != embed_.device())) {
+         hidden_in.size(1) != config_.hidden_size || hidden_in.device() != w_.embed.device())) {
       return InvalidArgument("cuda decoder: hidden_in must be [rows, hidden] on the device");
     }
     try {
@@ -269,7 +206,7 @@ class CudaDecoderImpl : public CudaDecoder {
   // Checks weights and cache, stages the inputs, runs (or replays) the step into *bucket.
   Status Run(const std::vector<DecodeRow>& rows, Bucket** bucket,
              const torch::Tensor& hidden_in = torch::Tensor()) {
-    if (fc_w_.defined() && !hidden_in.defined()) {
+    if (w_.fc_w.defined() && !hidden_in.defined()) {
       return InvalidArgument("cuda decoder: this model's input projection needs hidden_in");
     }
     const int64_t B = static_cast<int64_t>(rows.size());
@@ -283,8 +220,8 @@ class CudaDecoderImpl : public CudaDecoder {
       if (r.slot < 0 || r.slot >= cache_->options().max_slots || r.position < 0 ||
           r.position >= max_length || r.rotary_position >= max_length ||
           (r.tree_base >= 0 && (r.tree_base > r.position || r.position - r.tree_base > 63))) {
-        return InvalidArgument("cuda decoder: row (slot " + std::to_string(r.slot) +
-                               ", position " + std::to_string(r.position) + ", tree base " +
+        return InvalidArgument("cuda decoder: row (slot " + std::to_string(r.slot) + ", position " +
+                               std::to_string(r.position) + ", tree base " +
                                std::to_string(r.tree_base) + ") out of range");
       }
       // Own rotary positions also take the tree path (the fused attention rotates by position).
@@ -295,8 +232,9 @@ class CudaDecoderImpl : public CudaDecoder {
       for (const DecodeRow& r : rows) seen.push_back(r.slot);
       std::sort(seen.begin(), seen.end());
       if (std::adjacent_find(seen.begin(), seen.end()) != seen.end()) {
-        return InvalidArgument("cuda decoder: several rows of one slot need tree rows "
-                               "(DecodeRow::tree_base)");
+        return InvalidArgument(
+            "cuda decoder: several rows of one slot need tree rows "
+            "(DecodeRow::tree_base)");
       }
     }
     RETURN_NOT_OK(CheckWeights());
@@ -333,7 +271,8 @@ class CudaDecoderImpl : public CudaDecoder {
       put_double(in + kTopP * size + b, real ? rows[b].params.top_p : 1.0);
       put_double(in + kUniform * size + b, real ? rows[b].uniform : 0.0);
       const bool own_rotary = real && rows[b].rotary_position >= 0;
-      in[kRotaryPosition * size + b] = own_rotary ? rows[b].rotary_position : in[kPosition * size + b];
+      in[kRotaryPosition * size + b] =
+          own_rotary ? rows[b].rotary_position : in[kPosition * size + b];
       in[kTreeBase * size + b] = real ? rows[b].tree_base : -1;
       in[kTreeMask * size + b] = real ? static_cast<int64_t>(rows[b].tree_mask) : 0;
     }
@@ -343,7 +282,7 @@ class CudaDecoderImpl : public CudaDecoder {
     bk.input.copy_(pinned_in_.narrow(0, 0, kInputRows * size).view({kInputRows, size}),
                    /*non_blocking=*/true);
     TLT_CUDA_CHECK(cudaEventRecord(input_copied_, stream));
-    if (fc_w_.defined()) {
+    if (w_.fc_w.defined()) {
       if (!bk.hidden_in.defined()) {
         bk.hidden_in = torch::zeros({size, config_.hidden_size},
                                     torch::TensorOptions().dtype(dtype_).device(device_));
@@ -421,18 +360,20 @@ class CudaDecoderImpl : public CudaDecoder {
     }
     torch::Tensor h = Input(bk);
     torch::Tensor x = torch::empty_like(h);
-    RmsNorm(h, layers_[0].in_norm, x, stream);
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const Layer& L = layers_[l];
+    RmsNorm(h, w_.layers[0].in_norm, x, stream);
+    for (size_t l = 0; l < w_.layers.size(); ++l) {
+      const LayerWeights& L = w_.layers[l];
       torch::Tensor qkv = Project(x, L.qkv_w.dest, L.qkv_b.dest, torch::Tensor(), stream);
       torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
       h = Project(attn, L.o_w, L.o_b, h, stream);
       RmsNorm(h, L.post_norm, x, stream);
-      torch::Tensor gate_up = Project(x, L.gate_up_w.dest, torch::Tensor(), torch::Tensor(), stream);
+      torch::Tensor gate_up =
+          Project(x, L.gate_up_w.dest, torch::Tensor(), torch::Tensor(), stream);
       torch::Tensor act = torch::empty({B, I}, opts);
       TLT_CUDA_CHECK(TltSiluMul(kernel_dtype_, gate_up.data_ptr(), act.data_ptr(), B, I, stream));
       h = Project(act, L.down_w, torch::Tensor(), h, stream);
-      const torch::Tensor& next = l + 1 < layers_.size() ? layers_[l + 1].in_norm : final_norm_;
+      const torch::Tensor& next =
+          l + 1 < w_.layers.size() ? w_.layers[l + 1].in_norm : w_.final_norm;
       if (next.defined()) {
         RmsNorm(h, next, x, stream);
       } else {
@@ -476,10 +417,11 @@ class CudaDecoderImpl : public CudaDecoder {
   // The first layer's input: the token embeddings, or the input projection of (embedding,
   // hidden_in) for a drafter.
   torch::Tensor Input(Bucket& bk) {
-    torch::Tensor e = embed_.index_select(0, bk.input[kToken]);
-    if (!fc_w_.defined()) return e;
+    torch::Tensor e = w_.embed.index_select(0, bk.input[kToken]);
+    if (!w_.fc_w.defined()) return e;
     torch::Tensor both = torch::cat({e, bk.hidden_in}, 1);
-    return fc_b_.defined() ? torch::addmm(fc_b_, both, fc_w_.t()) : torch::mm(both, fc_w_.t());
+    return w_.fc_b.defined() ? torch::addmm(w_.fc_b, both, w_.fc_w.t())
+                             : torch::mm(both, w_.fc_w.t());
   }
 
   // Rotary, cache write and attention for one layer; qkv [B, (H + 2 KV) D] -> [B, H D].
@@ -495,19 +437,18 @@ class CudaDecoderImpl : public CudaDecoder {
     torch::Tensor attn = torch::empty({B, H * D}, opts);
     torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
     if (options_.fuse_rotary && !bk.tree) {
-      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                        sin_.data_ptr(), kc, vc, positions, nullptr, nullptr, slots,
-                                        attn.data_ptr(), ws.data_ptr<float>(),
-                                        attention_counters_.data_ptr<int>(), B, H, KV, D,
-                                        max_length, stream));
+      TLT_CUDA_CHECK(TltDecodeAttention(
+          kernel_dtype_, qkv.data_ptr(), w_.cos.data_ptr(), w_.sin.data_ptr(), kc, vc, positions,
+          nullptr, nullptr, slots, attn.data_ptr(), ws.data_ptr<float>(),
+          attention_counters_.data_ptr<int>(), B, H, KV, D, max_length, stream));
     } else {
       // Tree rows read each other's new keys: all rows write before any attends.
       const int64_t* rotary = bk.input[kRotaryPosition].data_ptr<int64_t>();
       const int64_t* base = bk.tree ? bk.input[kTreeBase].data_ptr<int64_t>() : nullptr;
       const int64_t* mask = bk.tree ? bk.input[kTreeMask].data_ptr<int64_t>() : nullptr;
       torch::Tensor q = torch::empty({B, H * D}, opts);
-      TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), cos_.data_ptr(),
-                                         sin_.data_ptr(), positions, rotary, slots, q.data_ptr(),
+      TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), w_.cos.data_ptr(),
+                                         w_.sin.data_ptr(), positions, rotary, slots, q.data_ptr(),
                                          kc, vc, B, H, KV, D, max_length, stream));
       TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
                                         positions, base, mask, slots, attn.data_ptr(),
@@ -530,8 +471,8 @@ class CudaDecoderImpl : public CudaDecoder {
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
     const torch::Tensor none;
     torch::Tensor h = Input(bk);
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      const Layer& L = layers_[l];
+    for (size_t l = 0; l < w_.layers.size(); ++l) {
+      const LayerWeights& L = w_.layers[l];
       torch::Tensor qkv = torch::empty({B, qkv_n}, opts);
       TltGemvParams p = GemvParams(h, L.in_norm, L.qkv_w.dest, qkv, eps);
       p.bias = TensorPointer(L.qkv_b.dest);
@@ -595,22 +536,22 @@ class CudaDecoderImpl : public CudaDecoder {
   // head straight to float32 and reduces the argmax per block, a pack kernel finishes it.
   // Otherwise `h` is already normed: cuBLAS mm, .to(float32), TltGreedyPack.
   void Head(Bucket& bk, const torch::Tensor& h, bool gemv, float eps, cudaStream_t stream) {
-    const int64_t B = bk.size, V = head_.size(0);
+    const int64_t B = bk.size, V = w_.head.size(0);
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
     bk.packed = torch::empty({2, B}, opts.dtype(torch::kFloat64));
     if (!gemv) {
       bk.hidden = h;
-      bk.logits = torch::mm(h, head_.t()).to(torch::kFloat32).contiguous();
-      TLT_CUDA_CHECK(TltGreedyPack(bk.logits.data_ptr<float>(), B, V,
-                                   bk.packed.data_ptr<double>(), B, stream));
+      bk.logits = torch::mm(h, w_.head.t()).to(torch::kFloat32).contiguous();
+      TLT_CUDA_CHECK(TltGreedyPack(bk.logits.data_ptr<float>(), B, V, bk.packed.data_ptr<double>(),
+                                   B, stream));
       return;
     }
     // Without a final norm (a drafter) the hidden state is h itself.
-    bk.hidden = final_norm_.defined() ? torch::empty_like(h) : h;
+    bk.hidden = w_.final_norm.defined() ? torch::empty_like(h) : h;
     bk.logits = torch::empty({B, V}, opts.dtype(torch::kFloat32));
     torch::Tensor ws = torch::empty({TltGemvWorkspaceBytes(B)}, opts.dtype(torch::kUInt8));
-    TltGemvParams p = GemvParams(h, final_norm_, head_, bk.logits, eps);
-    p.norm_out = final_norm_.defined() ? bk.hidden.data_ptr() : nullptr;
+    TltGemvParams p = GemvParams(h, w_.final_norm, w_.head, bk.logits, eps);
+    p.norm_out = w_.final_norm.defined() ? bk.hidden.data_ptr() : nullptr;
     p.out_float32 = 1;
     p.greedy_packed = bk.packed.data_ptr<double>();
     p.packed_stride = B;
@@ -620,71 +561,22 @@ class CudaDecoderImpl : public CudaDecoder {
 
   // Collects the parameters the kernels read and builds the concatenated weights.
   void Build() {
-    torch::NoGradGuard no_grad;
     kernel_dtype_ = KernelDtype(dtype_);
-    DecoderWeights w = source_();
-    embed_ = w.embed;
-    final_norm_ = w.final_norm;
-    head_ = w.head;
-    fc_w_ = w.input_fc_weight;
-    fc_b_ = w.input_fc_bias;
-    watched_.clear();
-    for (const torch::Tensor& t : {embed_, final_norm_, head_, fc_w_, fc_b_}) {
-      if (t.defined()) watched_.push_back(t);
-    }
-    layers_.clear();
-    for (const auto& layer : w.layers) {
-      Layer L;
-      L.in_norm = layer->input_layernorm->weight;
-      L.post_norm = layer->post_attention_layernorm->weight;
-      auto& a = layer->self_attn;
-      L.qkv_w.Build({a->q_proj->weight, a->k_proj->weight, a->v_proj->weight});
-      if (a->q_proj->bias.defined()) {
-        L.qkv_b.Build({a->q_proj->bias, a->k_proj->bias, a->v_proj->bias});
-      }
-      L.o_w = a->o_proj->weight;
-      L.o_b = a->o_proj->bias;
-      L.gate_up_w.Build({layer->mlp->gate_proj->weight, layer->mlp->up_proj->weight});
-      L.down_w = layer->mlp->down_proj->weight;
-      for (const torch::Tensor& t : {L.in_norm, L.post_norm, L.o_w, L.down_w}) {
-        watched_.push_back(t);
-      }
-      if (L.o_b.defined()) watched_.push_back(L.o_b);
-      layers_.push_back(std::move(L));
-    }
-    watched_pointers_.clear();
-    for (const auto& t : watched_) watched_pointers_.push_back(t.data_ptr());
-    RotaryEmbedding rotary(config_.head_dim, config_.rope_theta);
-    torch::Tensor positions = torch::arange(
-        cache_->options().max_length, torch::TensorOptions().dtype(torch::kInt64).device(device_));
-    auto [cos, sin] = rotary.CosSin(positions, dtype_);
-    cos_ = cos.contiguous();
-    sin_ = sin.contiguous();
+    w_.Build(source_(), config_, cache_->options());
   }
 
   // Refreshes concatenated weights after in-place loads; rebuilds if a parameter moved. A
   // parameter moved to another device or dtype is an error (the kernels would read it wrongly).
   Status CheckWeights() {
-    bool moved = false;
-    for (size_t i = 0; i < watched_.size() && !moved; ++i) {
-      moved = watched_[i].data_ptr() != watched_pointers_[i];
+    if (w_.Refresh()) return Status::OK();
+    Invalidate();
+    const std::string problem = PlacementProblem(source_(), cache_->options());
+    if (!problem.empty()) {
+      return InvalidArgument("cuda decoder: " + problem +
+                             " since the model's parameters were replaced; create a decoder "
+                             "for the new placement");
     }
-    torch::NoGradGuard no_grad;
-    for (Layer& L : layers_) {
-      if (moved) break;
-      moved = !L.qkv_w.Refresh() || (L.qkv_b.dest.defined() && !L.qkv_b.Refresh()) ||
-              !L.gate_up_w.Refresh();
-    }
-    if (moved) {
-      Invalidate();
-      const std::string problem = PlacementProblem(source_(), cache_->options());
-      if (!problem.empty()) {
-        return InvalidArgument("cuda decoder: " + problem +
-                               " since the model's parameters were replaced; create a decoder "
-                               "for the new placement");
-      }
-      Build();
-    }
+    Build();
     return Status::OK();
   }
 
@@ -700,12 +592,9 @@ class CudaDecoderImpl : public CudaDecoder {
   decltype(at::cuda::graph_pool_handle()) pool_ = at::cuda::graph_pool_handle();
   const void* cache_pointer_ = nullptr;
 
-  torch::Tensor embed_, final_norm_, head_, fc_w_, fc_b_, cos_, sin_;  // final_norm_, fc_*: may be undefined
-  std::vector<Layer> layers_;
-  std::vector<torch::Tensor> watched_;
-  std::vector<const void*> watched_pointers_;
+  DecoderWeightSet w_;  // what the kernels read
 
-  cudaEvent_t input_copied_ = nullptr;  // after the last copy out of pinned_in_
+  cudaEvent_t input_copied_ = nullptr;                     // after the last copy out of pinned_in_
   cudaEvent_t step_start_ = nullptr, step_end_ = nullptr;  // options_.time_steps
   bool timed_ = false;
   double device_seconds_ = 0;
@@ -720,28 +609,16 @@ class CudaDecoderImpl : public CudaDecoder {
 
 }  // namespace
 
-static DecoderWeights WeightsOf(Transformer& model) {
-  DecoderWeights w;
-  w.config = model->config();
-  auto& body = model->model;
-  w.embed = body->embed_tokens->weight;
-  for (size_t i = 0; i < body->layers->size(); ++i) {
-    w.layers.push_back(body->layers->ptr<DecoderLayerImpl>(i));
-  }
-  w.final_norm = body->norm->weight;
-  w.head = model->lm_head ? model->lm_head->weight : w.embed;
-  return w;
-}
-
 std::unique_ptr<CudaDecoder> CudaDecoder::Create(Transformer model, KvCache* cache,
                                                  const CudaDecoderOptions& options,
                                                  std::string* why) {
   return CreateFromWeights([model]() mutable { return WeightsOf(model); }, cache, options, why);
 }
 
-std::unique_ptr<CudaDecoder> CudaDecoder::CreateFromWeights(
-    std::function<DecoderWeights()> weights, KvCache* cache, const CudaDecoderOptions& options,
-    std::string* why) {
+std::unique_ptr<CudaDecoder> CudaDecoder::CreateFromWeights(std::function<DecoderWeights()> weights,
+                                                            KvCache* cache,
+                                                            const CudaDecoderOptions& options,
+                                                            std::string* why) {
   auto refuse = [&](const std::string& reason) -> std::unique_ptr<CudaDecoder> {
     if (why != nullptr) *why = reason;
     return nullptr;

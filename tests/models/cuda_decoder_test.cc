@@ -187,8 +187,8 @@ TEST_P(CudaDecoderGemvTest, MatchesEagerForward) {
   const int64_t T = *std::max_element(lengths.begin(), lengths.end());
   torch::manual_seed(22);
   torch::Tensor prompt = torch::randint(c.vocab_size, {R, T}, torch::kInt64).to(torch::kCUDA);
-  model->Forward(prompt, BatchLayout::Make(std::vector<int64_t>(R, 0), lengths, T, slots,
-                                           torch::kCUDA),
+  model->Forward(prompt,
+                 BatchLayout::Make(std::vector<int64_t>(R, 0), lengths, T, slots, torch::kCUDA),
                  &cache);
   for (int64_t b = 0; b < R; ++b) ASSERT_TRUE(cache.SetLength(slots[b], lengths[b]).ok());
   for (int step = 0; step < 3; ++step) {
@@ -197,8 +197,8 @@ TEST_P(CudaDecoderGemvTest, MatchesEagerForward) {
     BatchLayout layout =
         BatchLayout::Make(start, std::vector<int64_t>(R, 1), 1, slots, torch::kCUDA);
     torch::Tensor tokens = torch::tensor(next, torch::kInt64).view({R, 1}).to(torch::kCUDA);
-    ForwardOutput want = model->Forward(
-        tokens, layout, &cache, ForwardOptions().last_token_only(true).return_hidden(true));
+    ForwardOutput want = model->Forward(tokens, layout, &cache,
+                                        ForwardOptions().last_token_only(true).return_hidden(true));
     std::vector<DecodeRow> rows(R);
     for (int64_t b = 0; b < R; ++b) {
       rows[b].token = next[b];
@@ -238,24 +238,19 @@ TEST_P(CudaDecoderGemvTest, MatchesEagerForward) {
   EXPECT_EQ(graphs->num_graphs(), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Rows, CudaDecoderGemvTest,
-                         ::testing::Values(GemvCase{1, torch::kFloat32, false},
-                                           GemvCase{2, torch::kFloat32, false},
-                                           GemvCase{3, torch::kFloat32, false},
-                                           GemvCase{8, torch::kFloat32, false},
-                                           GemvCase{1, torch::kBFloat16, false},
-                                           GemvCase{2, torch::kBFloat16, false},
-                                           GemvCase{3, torch::kBFloat16, false},
-                                           GemvCase{8, torch::kBFloat16, false},
-                                           GemvCase{1, torch::kFloat32, true},
-                                           GemvCase{3, torch::kFloat32, true},
-                                           GemvCase{1, torch::kBFloat16, true},
-                                           GemvCase{8, torch::kBFloat16, true}),
-                         [](const auto& info) {
-                           return "r" + std::to_string(info.param.rows) +
-                                  (info.param.dtype == torch::kFloat32 ? "_float32" : "_bfloat16") +
-                                  (info.param.wide ? "_wide" : "");
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Rows, CudaDecoderGemvTest,
+    ::testing::Values(GemvCase{1, torch::kFloat32, false}, GemvCase{2, torch::kFloat32, false},
+                      GemvCase{3, torch::kFloat32, false}, GemvCase{8, torch::kFloat32, false},
+                      GemvCase{1, torch::kBFloat16, false}, GemvCase{2, torch::kBFloat16, false},
+                      GemvCase{3, torch::kBFloat16, false}, GemvCase{8, torch::kBFloat16, false},
+                      GemvCase{1, torch::kFloat32, true}, GemvCase{3, torch::kFloat32, true},
+                      GemvCase{1, torch::kBFloat16, true}, GemvCase{8, torch::kBFloat16, true}),
+    [](const auto& info) {
+      return "r" + std::to_string(info.param.rows) +
+             (info.param.dtype == torch::kFloat32 ? "_float32" : "_bfloat16") +
+             (info.param.wide ? "_wide" : "");
+    });
 
 // Many rows: from 64 (row, kv head) pairs up the attention kernel gives each block all query
 // heads of a kv head (G = 2 for the llama config, 7 for the qwen-like one) and splits rows into
@@ -297,8 +292,8 @@ TEST_P(CudaDecoderManyRowsTest, MatchesEagerForward) {
   const int64_t T = *std::max_element(lengths.begin(), lengths.end());
   torch::manual_seed(32);
   torch::Tensor prompt = torch::randint(c.vocab_size, {R, T}, torch::kInt64).to(torch::kCUDA);
-  model->Forward(prompt, BatchLayout::Make(std::vector<int64_t>(R, 0), lengths, T, slots,
-                                           torch::kCUDA),
+  model->Forward(prompt,
+                 BatchLayout::Make(std::vector<int64_t>(R, 0), lengths, T, slots, torch::kCUDA),
                  &cache);
   for (int64_t b = 0; b < R; ++b) ASSERT_TRUE(cache.SetLength(slots[b], lengths[b]).ok());
   for (int step = 0; step < 2; ++step) {
@@ -482,8 +477,9 @@ TEST(FusedPrefillTest, MatchesEagerPrefill) {
   }
   EXPECT_EQ(FusedPrefillSteps(*decoder, lengths), 4);  // {5, 64}, {64, 64}, {6, 64}, {22}
   BatchLayout layout = BatchLayout::Make({0, 0, 0, 0}, lengths, T, slots, torch::kCUDA);
-  ForwardOutput want = model->Forward(tokens.to(torch::kCUDA), layout, &eager_cache,
-                                      ForwardOptions().last_token_only(true).return_all_hidden(true));
+  ForwardOutput want =
+      model->Forward(tokens.to(torch::kCUDA), layout, &eager_cache,
+                     ForwardOptions().last_token_only(true).return_all_hidden(true));
   auto got = FusedPrefill(*decoder, prompts, {0, 0, 0, 0}, slots, /*all_hidden=*/true);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_LT(RelDiff(got->last_logits, want.logits), 1e-4);
