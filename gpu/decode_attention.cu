@@ -11,7 +11,8 @@
 // Within a block (4 warps), keys go through shared memory in tiles of TK keys with cp.async,
 // two tiles in flight: the copies of the first two tiles are issued before the block waits for
 // the previous kernel (a fused decode step reads only keys that earlier steps wrote; the new
-// key, which this kernel writes, is patched into the tile from registers). Per tile: groups of
+// key and value, which this kernel writes, are read from a shared-memory copy instead of the
+// tile). Per tile: groups of
 // 8 lanes score one key against the G queries (shared-memory reads without bank conflicts:
 // rows padded by 32 bytes); one warp per head updates the running max and sum; warps then
 // accumulate the weighted values: KS warps split the tile's keys and 4 / KS own the heads, with
