@@ -388,15 +388,19 @@ class CudaDecoderImpl : public CudaDecoder {
   torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
                         const torch::Tensor& residual, cudaStream_t stream) {
     const int64_t B = x.size(0), n = w.size(0), k = w.size(1);
+    auto aligned = [](const torch::Tensor& t) {
+      return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+    };
     if (options_.tensor_core_gemm && B > 4 && x.is_contiguous() && w.is_contiguous() &&
-        TltSkinnyGemmSupported(kernel_dtype_, B, n, k) != 0) {
+        aligned(x) && aligned(w) && TltSkinnyGemmSupported(kernel_dtype_, B, n, k) != 0) {
       torch::Tensor out = torch::empty({B, n}, x.options());
+      const torch::Tensor res = residual.defined() ? residual.contiguous() : torch::Tensor();
       TltSkinnyGemmParams p{};
       p.dtype = kernel_dtype_;
       p.x = x.data_ptr();
       p.weight = w.data_ptr();
       p.bias = bias.defined() ? bias.data_ptr() : nullptr;
-      p.residual = residual.defined() ? residual.contiguous().data_ptr() : nullptr;
+      p.residual = res.defined() ? res.data_ptr() : nullptr;
       p.out = out.data_ptr();
       p.rows = B;
       p.n = n;
