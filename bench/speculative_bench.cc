@@ -15,9 +15,11 @@
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 400]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
-//     [--fused-plain-decode 0|1] [--tc-gemm 0|1]
+//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 1]
 // --tc-gemm 1: SpeculativeEngineOptions::tensor_core_gemm (verification steps of 5-64 rows
-// through gpu/skinny_gemm.h).
+// through gpu/skinny_gemm.h). --waves N measures N batches of requests one after another
+// (different held-out prompts), so that adaptive mode's bandit, which explores untried arms
+// first, is measured over more than one short batch.
 // Prints one JSON object on stdout; progress on stderr.
 #include <torch/torch.h>
 
@@ -44,6 +46,7 @@ struct Args {
   int64_t sft_steps = 300, sft_batch = 64, drafter_steps = 400, new_tokens = 96;
   bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
   bool tc_gemm = false;             // SpeculativeEngineOptions::tensor_core_gemm
+  int64_t waves = 1;                // measured batches of requests per batch size
 };
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -147,6 +150,8 @@ int main(int argc, char** argv) {
       a.fused_plain_decode = v == "1";
     else if (k == "--tc-gemm")
       a.tc_gemm = v == "1";
+    else if (k == "--waves")
+      a.waves = std::max<int64_t>(1, std::stoll(v));
     else {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
@@ -274,6 +279,24 @@ int main(int argc, char** argv) {
     // Warm-up: the same requests in full, so that every CUDA graph bucket the measured run
     // needs (decode, tree verification, drafter depths, prefill chunks) is captured before it.
     auto warm = requests;
+    // Measured: --waves batches of bs requests one after another (wave 0 = the warm-up's
+    // requests, later waves other held-out prompts); tokens and seconds summed over them.
+    std::vector<std::vector<m::Request>> waves = {requests};
+    for (int64_t w = 1; w < a.waves; ++w) {
+      std::vector<m::Request> wave = requests;
+      for (int64_t i = 0; i < bs; ++i) wave[i].prompt = Encode(vocab, 4, i + w * bs, 8).first;
+      waves.push_back(wave);
+    }
+    auto measure = [&](auto& engine, double* seconds, int64_t* tokens) {
+      sync();
+      const auto begin = std::chrono::steady_clock::now();
+      for (const auto& wave : waves) {
+        auto out = engine->Generate(wave).value();
+        for (const auto& r : out) *tokens += r.tokens.size();
+      }
+      sync();
+      *seconds = Seconds(begin);
+    };
     nlohmann::json row = {{"batch", bs}};
     for (const std::string& name : configs) {
       double seconds = 0;
@@ -288,12 +311,7 @@ int main(int argc, char** argv) {
         o.tensor_core_gemm = a.tc_gemm;  // the same GEMMs as the SD engine's target steps
         auto engine = m::Engine::Create(target, o).value();
         (void)engine->Generate(warm);
-        sync();
-        start = std::chrono::steady_clock::now();
-        auto out = engine->Generate(requests).value();
-        sync();
-        seconds = Seconds(start);
-        for (const auto& r : out) tokens += r.tokens.size();
+        measure(engine, &seconds, &tokens);
       } else {
         sp::SpeculativeEngineOptions o;
         o.device = device;
@@ -316,12 +334,7 @@ int main(int argc, char** argv) {
         auto engine = sp::SpeculativeEngine::Create(target, drafter, o).value();
         (void)engine->Generate(warm);
         engine->ResetStats();
-        sync();
-        start = std::chrono::steady_clock::now();
-        auto out = engine->Generate(requests).value();
-        sync();
-        seconds = Seconds(start);
-        for (const auto& r : out) tokens += r.tokens.size();
+        measure(engine, &seconds, &tokens);
         const sp::SpeculativeStats& s = engine->stats();
         entry = {{"mean_accept_length", s.mean_accept_length()},
                  {"draft_seconds", s.draft_seconds},
