@@ -29,10 +29,10 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstdint>
-#include <mutex>
 
 #include "gpu/decode_kernels.h"
 #include "gpu/dependent_launch.cuh"
+#include "gpu/device_info.h"
 #include "gpu/element_type.cuh"
 
 namespace {
@@ -508,18 +508,7 @@ Plan MakePlan(int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
   return p;
 }
 
-int SmemOptIn() {
-  static std::mutex mu;
-  static int cache[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) dev = 0;
-  std::lock_guard<std::mutex> lock(mu);
-  if (cache[dev] == 0) {
-    cudaDeviceGetAttribute(&cache[dev], cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (cache[dev] <= 0) cache[dev] = 48 * 1024;
-  }
-  return cache[dev];
-}
+int SmemOptIn() { return tlt_gpu::CurrentDevice().smem_optin; }
 
 template <typename T, int kPairs, int kGroup>
 cudaError_t LaunchShape(const Params& args, const Plan& plan, int64_t B, cudaStream_t stream) {

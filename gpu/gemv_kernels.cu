@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <mutex>
 
 #include "gpu/decode_kernels.h"  // TltDtype
 #include "gpu/dependent_launch.cuh"
+#include "gpu/device_info.h"
 #include "gpu/element_type.cuh"
 #include "gpu/gemv_kernels.h"
 
@@ -290,26 +290,8 @@ __global__ void GreedyPackKernel(const float* __restrict__ values, const int* __
   }
 }
 
-struct DeviceInfo {
-  int sms = 0, smem_optin = 0, smem_per_sm = 0;
-};
-
-// Queried once per device (current device), then cached.
-DeviceInfo CurrentDevice() {
-  static std::mutex mu;
-  static DeviceInfo cache[64];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) dev = 0;
-  std::lock_guard<std::mutex> lock(mu);
-  DeviceInfo& d = cache[dev];
-  if (d.sms == 0) {
-    cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    cudaDeviceGetAttribute(&d.smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
-    cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
-    if (d.sms <= 0) d.sms = 1;
-  }
-  return d;
-}
+using tlt_gpu::CurrentDevice;
+using tlt_gpu::DeviceInfo;
 
 int64_t ElementBytes(int dtype) { return dtype == kTltFloat32 ? 4 : 2; }
 

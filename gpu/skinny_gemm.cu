@@ -14,11 +14,11 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <mutex>
 #include <type_traits>
 
 #include "gpu/decode_kernels.h"
 #include "gpu/dependent_launch.cuh"
+#include "gpu/device_info.h"
 #include "gpu/element_type.cuh"
 #include "gpu/skinny_gemm.h"
 
@@ -130,19 +130,6 @@ __global__ void __launch_bounds__(kThreads) SkinnyGemmKernel(const Args a) {
   }
 }
 
-int ComputeCapabilityMajor() {
-  static std::mutex mu;
-  static int cache[64] = {0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
-  std::lock_guard<std::mutex> lock(mu);
-  if (cache[dev] == 0) {
-    cudaDeviceGetAttribute(&cache[dev], cudaDevAttrComputeCapabilityMajor, dev);
-    if (cache[dev] <= 0) cache[dev] = -1;
-  }
-  return cache[dev];
-}
-
 bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T, int kTiles>
@@ -167,7 +154,7 @@ extern "C" {
 int TltSkinnyGemmSupported(int dtype, int64_t rows, int64_t n, int64_t k) {
   return (dtype == kTltBFloat16 || dtype == kTltFloat16) && rows >= 1 && rows <= 64 && n >= 1 &&
                  n < (int64_t{1} << 30) && k >= 32 && k % 32 == 0 && k < (int64_t{1} << 30) &&
-                 ComputeCapabilityMajor() >= 8
+                 tlt_gpu::CurrentDevice().compute_major >= 8
              ? 1
              : 0;
 }
