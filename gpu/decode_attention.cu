@@ -46,7 +46,7 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxGroup = 16;
 constexpr int kMaxHeadDim = 256;
-constexpr int kKeyLanes = 8;                         // lanes that score one key together
+constexpr int kKeyLanes = 8;                        // lanes that score one key together
 constexpr int kKeysPerPass = kThreads / kKeyLanes;  // 16 keys scored at once
 
 __device__ __forceinline__ float WarpMax(float v) {
@@ -234,8 +234,8 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
       const float x1 = ToFloat<T>(row[head * D + i]), x2 = ToFloat<T>(row[head * D + i + P]);
       const float o1 =
           Round<T>(Round<T>(x1 * ToFloat<T>(c[i])) + Round<T>(-x2 * ToFloat<T>(sn[i])));
-      const float o2 = Round<T>(Round<T>(x2 * ToFloat<T>(c[i + P])) +
-                                Round<T>(x1 * ToFloat<T>(sn[i + P])));
+      const float o2 =
+          Round<T>(Round<T>(x2 * ToFloat<T>(c[i + P])) + Round<T>(x1 * ToFloat<T>(sn[i + P])));
       if (g < G) {
         qs[g * D + i] = o1 * a.scale;
         qs[g * D + i + P] = o2 * a.scale;
@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(kThreads) AttentionKernel(const Params a) {
     } else {
       WaitCopies<0>();  // tile t, issued at the top of the last iteration
     }
-    __syncthreads();   // tile t visible; everyone is done with tile t - 1
+    __syncthreads();           // tile t visible; everyone is done with tile t - 1
     if (t >= 1) issue(t + 1);  // into the buffer of tile t - 1
     const int64_t k0 = begin + static_cast<int64_t>(t) * TK;
     const int n = static_cast<int>(min(static_cast<int64_t>(TK), end - k0));
@@ -469,8 +469,7 @@ struct Plan {
   size_t smem = 0;
 };
 
-Plan MakePlan(int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
-              int64_t elem_bytes) {
+Plan MakePlan(int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length, int64_t elem_bytes) {
   Plan p;
   // Fewer than 64 (row, kv head) pairs: one block per query head instead of per kv head.
   p.slices = B * KV < 64 ? H / KV : 1;
@@ -552,8 +551,7 @@ extern "C" {
 int64_t TltDecodeAttentionWorkspaceBytes(int64_t batch, int64_t num_heads, int64_t num_kv_heads,
                                          int64_t head_dim, int64_t max_length) {
   // The split count does not depend on the element type.
-  const int64_t splits =
-      MakePlan(batch, num_heads, num_kv_heads, head_dim, max_length, 2).splits;
+  const int64_t splits = MakePlan(batch, num_heads, num_kv_heads, head_dim, max_length, 2).splits;
   return batch * num_heads * splits * (head_dim + 2) * static_cast<int64_t>(sizeof(float));
 }
 
