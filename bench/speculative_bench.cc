@@ -15,7 +15,10 @@
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 400]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
-//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 1]
+//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 1] [--adaptive-strategies 8_4_48,...]
+// A strategy (and an --adaptive entry, default "adaptive") may carry variants after colons,
+// compared side by side in one run: "6_4_16:host" drafts with the host loop instead of on the
+// device, "6_1_6:gemv8" verifies through the GEMV kernels up to 8 rows ("adaptive,adaptive:gemv16").
 // --tc-gemm 1: SpeculativeEngineOptions::tensor_core_gemm (verification steps of 5-64 rows
 // through gpu/skinny_gemm.h). --waves N measures N batches of requests one after another
 // (different held-out prompts), so that adaptive mode's bandit, which explores untried arms
@@ -47,6 +50,8 @@ struct Args {
   bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
   bool tc_gemm = false;             // SpeculativeEngineOptions::tensor_core_gemm
   int64_t waves = 1;                // measured batches of requests per batch size
+  std::string adaptive = "adaptive";  // adaptive configurations (with variants, see below)
+  std::string adaptive_strategies;  // adaptive mode's arms (empty: the engine's defaults)
 };
 
 double Seconds(std::chrono::steady_clock::time_point since) {
@@ -150,6 +155,10 @@ int main(int argc, char** argv) {
       a.fused_plain_decode = v == "1";
     else if (k == "--tc-gemm")
       a.tc_gemm = v == "1";
+    else if (k == "--adaptive")
+      a.adaptive = v;
+    else if (k == "--adaptive-strategies")
+      a.adaptive_strategies = v;
     else if (k == "--waves")
       a.waves = std::max<int64_t>(1, std::stoll(v));
     else {
@@ -263,7 +272,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> configs = {"plain", "plain_eager"};
   std::stringstream ss(a.strategies);
   for (std::string s; std::getline(ss, s, ',');) configs.push_back(s);
-  configs.push_back("adaptive");
+  std::stringstream adaptive_names(a.adaptive);
+  for (std::string s; std::getline(adaptive_names, s, ',');) configs.push_back(s);
   result["configs"] = configs;
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t bs : Ints(a.sizes)) {
@@ -320,16 +330,38 @@ int main(int argc, char** argv) {
         o.max_sequence_length = 80 + a.new_tokens;
         o.fused_plain_decode = a.fused_plain_decode;
         o.tensor_core_gemm = a.tc_gemm;
-        if (name == "plain_eager") {
+        // NAME[:VARIANT...]: "host" drafts with the host loop (device_draft off), "gemvN" lets
+        // target steps of up to N rows take the GEMV path (target_gemv_max_rows).
+        std::stringstream parts(name);
+        std::string base, part;
+        std::getline(parts, base, ':');
+        if (base == "plain_eager") {
           o.sd_batch_threshold = 0;  // SD never on, every forward eager
           o.fused_plain_decode = false;
           o.fused_verify = false;
-        } else if (name == "adaptive") {
+        } else if (base == "adaptive") {
           o.adaptive = true;
           o.sd_batch_threshold = 32;
           o.sd_patience = 10;
+          if (!a.adaptive_strategies.empty()) {
+            o.adaptive_strategies.clear();
+            std::stringstream list(a.adaptive_strategies);
+            for (std::string arm; std::getline(list, arm, ',');) {
+              o.adaptive_strategies.push_back(sp::ParseStrategy(arm).value());
+            }
+          }
         } else {
-          o.strategy = sp::ParseStrategy(name).value();
+          o.strategy = sp::ParseStrategy(base).value();
+        }
+        while (std::getline(parts, part, ':')) {
+          if (part == "host") {
+            o.device_draft = false;
+          } else if (part.rfind("gemv", 0) == 0) {
+            o.target_gemv_max_rows = std::stoll(part.substr(4));
+          } else {
+            std::cerr << "unknown variant '" << part << "' in " << name << "\n";
+            return 2;
+          }
         }
         auto engine = sp::SpeculativeEngine::Create(target, drafter, o).value();
         (void)engine->Generate(warm);

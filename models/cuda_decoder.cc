@@ -29,19 +29,21 @@ namespace tlt::models {
 namespace {
 
 // Input rows of a bucket's static buffer (int64 [kInputRows, size]; float rows hold doubles).
+// The first kDeviceRowFields rows are ForwardDeviceRows()'s layout (cuda_decoder.h).
 enum InputRow {
   kToken,
   kPosition,
   kSlot,
-  kTopK,
-  kTemperature,
-  kTopP,
-  kUniform,
   kRotaryPosition,
   kTreeBase,
   kTreeMask,
+  kTopK,
+  kTemperature,  // kTemperature, kTopP, kUniform: adjacent (Decode() reads them as one view)
+  kTopP,
+  kUniform,
   kInputRows
 };
+static_assert(kTreeMask + 1 == CudaDecoder::kDeviceRowFields, "device rows lead the input buffer");
 
 struct Bucket {
   int64_t size = 0;
@@ -188,6 +190,49 @@ class CudaDecoderImpl : public CudaDecoder {
     }
   }
 
+  Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows,
+                                        const torch::Tensor& hidden_in) override {
+    if (rows.dim() != 2 || rows.size(0) != kDeviceRowFields || rows.scalar_type() != torch::kInt64 ||
+        rows.device() != w_.embed.device() || rows.size(1) < 1 ||
+        rows.size(1) > bucket_sizes_.back()) {
+      return InvalidArgument("cuda decoder: device rows must be int64 [" +
+                             std::to_string(kDeviceRowFields) + ", 1.." +
+                             std::to_string(bucket_sizes_.back()) + "] on the device");
+    }
+    const int64_t B = rows.size(1);
+    if (w_.fc_w.defined() != hidden_in.defined() ||
+        (hidden_in.defined() &&
+         (hidden_in.dim() != 2 || hidden_in.size(0) != B ||
+          hidden_in.size(1) != config_.hidden_size || hidden_in.device() != w_.embed.device()))) {
+      return InvalidArgument(
+          "cuda decoder: hidden_in must be [rows, hidden] on the device exactly when the model "
+          "has an input projection");
+    }
+    try {
+      c10::cuda::CUDAGuard guard(exec_device_);
+      torch::NoGradGuard no_grad;
+      if (cache_->released()) return Unavailable("cuda decoder: KV cache is released");
+      RETURN_NOT_OK(CheckWeights());
+      Bucket& bk = BucketFor(B, /*tree=*/true);
+      torch::Tensor fields = bk.input.narrow(0, 0, kDeviceRowFields);
+      fields.narrow(1, 0, B).copy_(rows);
+      if (B < bk.size) {  // padding rows: slot -1 (skipped), no tree
+        if (!device_row_padding_.defined()) {
+          device_row_padding_ = torch::zeros({kDeviceRowFields, bucket_sizes_.back()},
+                                             bk.input.options());
+          device_row_padding_[kSlot].fill_(-1);
+          device_row_padding_[kTreeBase].fill_(-1);
+        }
+        fields.narrow(1, B, bk.size - B).copy_(device_row_padding_.narrow(1, 0, bk.size - B));
+      }
+      timed_ = false;
+      Launch(bk, B, hidden_in);
+      return StepTensors{bk.logits.narrow(0, 0, B), bk.hidden.narrow(0, 0, B)};
+    } catch (const c10::Error& e) {
+      return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
+    }
+  }
+
   void Invalidate() override {
     buckets_.clear();
     pool_ = at::cuda::graph_pool_handle();
@@ -238,24 +283,8 @@ class CudaDecoderImpl : public CudaDecoder {
       }
     }
     RETURN_NOT_OK(CheckWeights());
-    if (cache_->keys(0).data_ptr() != cache_pointer_) {
-      Invalidate();
-      cache_pointer_ = cache_->keys(0).data_ptr();
-    }
-    int64_t size = bucket_sizes_.back();
-    for (int64_t s : bucket_sizes_) {
-      if (s >= B) {
-        size = s;
-        break;
-      }
-    }
-    Bucket& bk = buckets_[2 * size + (tree ? 1 : 0)];
-    if (!bk.input.defined()) {
-      bk.size = size;
-      bk.tree = tree;
-      bk.input = torch::zeros({kInputRows, size},
-                              torch::TensorOptions().dtype(torch::kInt64).device(device_));
-    }
+    Bucket& bk = BucketFor(B, tree);
+    const int64_t size = bk.size;
     // The previous call's copy from the pinned buffer may still be queued (Forward() does not
     // wait for the device): wait for it before overwriting the buffer.
     TLT_CUDA_CHECK(cudaEventSynchronize(input_copied_));
@@ -282,9 +311,39 @@ class CudaDecoderImpl : public CudaDecoder {
     bk.input.copy_(pinned_in_.narrow(0, 0, kInputRows * size).view({kInputRows, size}),
                    /*non_blocking=*/true);
     TLT_CUDA_CHECK(cudaEventRecord(input_copied_, stream));
+    Launch(bk, B, hidden_in);
+    *bucket = &bk;
+    return Status::OK();
+  }
+
+  // The bucket of B rows (plain or tree), created on first use (the cache pointer checked).
+  Bucket& BucketFor(int64_t B, bool tree) {
+    if (cache_->keys(0).data_ptr() != cache_pointer_) {
+      Invalidate();
+      cache_pointer_ = cache_->keys(0).data_ptr();
+    }
+    int64_t size = bucket_sizes_.back();
+    for (int64_t s : bucket_sizes_) {
+      if (s >= B) {
+        size = s;
+        break;
+      }
+    }
+    Bucket& bk = buckets_[2 * size + (tree ? 1 : 0)];
+    if (!bk.input.defined()) {
+      bk.size = size;
+      bk.tree = tree;
+      bk.input = torch::zeros({kInputRows, size},
+                              torch::TensorOptions().dtype(torch::kInt64).device(device_));
+    }
+    return bk;
+  }
+
+  // Stages hidden_in (drafters) and replays (or captures, or computes) the bucket's step.
+  void Launch(Bucket& bk, int64_t B, const torch::Tensor& hidden_in) {
     if (w_.fc_w.defined()) {
       if (!bk.hidden_in.defined()) {
-        bk.hidden_in = torch::zeros({size, config_.hidden_size},
+        bk.hidden_in = torch::zeros({bk.size, config_.hidden_size},
                                     torch::TensorOptions().dtype(dtype_).device(device_));
       }
       bk.hidden_in.narrow(0, 0, B).copy_(hidden_in);
@@ -292,12 +351,10 @@ class CudaDecoderImpl : public CudaDecoder {
     if (options_.use_graphs && !graphs_disabled_) {
       if (!bk.graph) Capture(bk);
       bk.graph->replay();
-      if (timed_) TLT_CUDA_CHECK(cudaEventRecord(step_end_, stream));
+      if (timed_) TLT_CUDA_CHECK(cudaEventRecord(step_end_, c10::cuda::getCurrentCUDAStream()));
     } else {
       Compute(bk);
     }
-    *bucket = &bk;
-    return Status::OK();
   }
 
   // Warm-up and capture on the side stream (PyTorch refuses capture on the default stream).
@@ -351,9 +408,9 @@ class CudaDecoderImpl : public CudaDecoder {
                               static_cast<int64_t>(sizeof(float));
     const float eps = static_cast<float>(config_.rms_norm_eps);
     auto gemv_ok = [&](int64_t k) {
-      // <= 4 rows: at 8 rows the GEMV measured slower than cuBLAS on the H200 (3787 vs 4516
-      // tokens/s, 2026-11-28).
-      return options_.small_batch_gemv && B <= 4 && TltGemvSupported(kernel_dtype_, B, k) != 0;
+      // options_.gemv_max_rows (4 by default; see its comment).
+      return options_.small_batch_gemv && B <= options_.gemv_max_rows &&
+             TltGemvSupported(kernel_dtype_, B, k) != 0;
     };
     if (gemv_ok(config_.hidden_size)) {
       return ForwardSmall(bk, gemv_ok(H * D), gemv_ok(I), ws_floats, eps);
@@ -595,6 +652,7 @@ class CudaDecoderImpl : public CudaDecoder {
   c10::cuda::CUDAStream side_stream_;
   decltype(at::cuda::graph_pool_handle()) pool_ = at::cuda::graph_pool_handle();
   const void* cache_pointer_ = nullptr;
+  torch::Tensor device_row_padding_;  // ForwardDeviceRows' padding columns
 
   DecoderWeightSet w_;  // what the kernels read
 

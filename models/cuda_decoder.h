@@ -48,6 +48,11 @@ struct CudaDecoderOptions {
   // argmax behind: 4 GEMVs + attention per layer, 2 kernels for the head. false: cuBLAS GEMMs
   // (the comparison column of bench/engine_bench --gemv 0).
   bool small_batch_gemv = true;
+  // The largest bucket that takes the GEMV path (buckets are powers of two; the GEMV takes
+  // 1..8 and 16 rows). At 8 rows the GEMVs measured slower than
+  // cuBLAS for Qwen2-0.5B's decode (3787 vs 4516 tokens/s, H200, 2026-11-28); verification of
+  // 5-16 draft nodes of a small target may still gain from the fusions (speculative_bench).
+  int64_t gemv_max_rows = 4;
   // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
   bool fuse_rotary = true;
   // Buckets of 5-64 rows (bfloat16/float16): the q/k/v, o, gate/up and down projections as
@@ -134,6 +139,15 @@ class CudaDecoder {
   // the device, in the model dtype.
   virtual Result<StepTensors> Forward(const std::vector<DecodeRow>& rows,
                                       const torch::Tensor& hidden_in) = 0;
+  // The same with the rows already on the device, computed there by an earlier kernel (the
+  // drafting loop of speculative/device_draft.h), so no host round trip sits between steps:
+  // `rows` int64 [kDeviceRowFields, n] on the device, field f of row i at [f, i], the fields
+  // being DecodeRow's token, position, slot, rotary_position (explicit, not -1), tree_base,
+  // tree_mask. They run as tree rows. Their values are not checked on the host (they never
+  // come there): the producer must keep them in range as Forward() requires.
+  static constexpr int64_t kDeviceRowFields = 6;
+  virtual Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows,
+                                                const torch::Tensor& hidden_in) = 0;
   // Drops the captured graphs and their memory (before the cache is released).
   virtual void Invalidate() = 0;
   virtual int64_t num_graphs() const = 0;

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "models/sampling.h"
+#include "speculative/device_draft.h"
 #include "speculative/engine_sequence.h"
 #include "speculative/speculative_engine.h"
 #include "speculative/verify.h"
@@ -170,6 +171,26 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
     const std::vector<torch::Tensor>& root_hidden) {
   const int64_t B = static_cast<int64_t>(batch.size());
   const int64_t V = target_->config().vocab_size, k = std::min(strategy.top_k, V);
+#ifdef TLT_SPECULATIVE_DEVICE_DRAFT
+  if (drafter_decoder_ && options_.device_draft) {
+    std::vector<DeviceDraftRequest> requests;
+    for (Sequence* seq : batch) {
+      requests.push_back({seq->context.back(), drafter_cache_->length(seq->drafter_slot),
+                          seq->drafter_slot});
+    }
+    if (DeviceDraftFits(strategy, V, requests, drafter_decoder_->max_rows(),
+                        drafter_cache_->options().max_length)) {
+      const torch::Tensor roots = torch::stack(root_hidden);
+      auto trees = DraftOnDevice(*drafter_decoder_, strategy, requests, roots,
+                                 Drafter::Impl::Logits(target_, roots));
+      TORCH_CHECK(trees.ok(), "drafting: ", trees.status().ToString());
+      for (const DeviceDraftRequest& r : requests) {
+        CHECK_OK(drafter_cache_->SetLength(r.slot, r.base));  // drop the drafted nodes
+      }
+      return std::move(trees).value();
+    }
+  }
+#endif
   std::vector<int64_t> base(B);
   std::vector<std::map<int64_t, torch::Tensor>> predicted(B);  // candidate node -> hidden
   std::vector<std::map<int64_t, int64_t>> written(B);          // candidate node -> cache position
@@ -374,6 +395,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   } else {
     trees = DraftBatch(batch, strategy, root_hidden);
   }
+  if (options_.draft_observer) options_.draft_observer(trees);
   std::vector<int64_t> starts, slots;
   for (Sequence* seq : batch) {
     starts.push_back(target_cache_->length(seq->target_slot));

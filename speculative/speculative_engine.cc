@@ -71,6 +71,7 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
       models::CudaDecoderOptions decoder_options;
       decoder_options.use_graphs = options.cuda_graphs;
       decoder_options.tensor_core_gemm = options.tensor_core_gemm;
+      decoder_options.gemv_max_rows = options.target_gemv_max_rows;
       // Verification steps put every node of every tree (<= 64 each) in one step; prefill
       // chunks (models::FusedPrefill) take up to 256 rows.
       decoder_options.max_rows =

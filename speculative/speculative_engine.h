@@ -96,6 +96,13 @@ struct SpeculativeEngineOptions {
   // CUDA: models::CudaDecoderOptions::tensor_core_gemm for the target's steps of 5-64 rows
   // (verification of draft trees; off until measured).
   bool tensor_core_gemm = false;
+  // CUDA: models::CudaDecoderOptions::gemv_max_rows for the target's steps (verification of a
+  // chain of up to 7 drafts fits the 8-row GEMVs).
+  int64_t target_gemv_max_rows = 4;
+  // CUDA (with fused_verify): top-k drafting runs on the device (speculative/device_draft.h),
+  // one copy to the host per step instead of one per depth; false: the host loop of
+  // DraftTreeBuilder (the reference the tests compare it with).
+  bool device_draft = true;
   // Pending drafter pairs per request beyond which they are fed to the drafter at once.
   int64_t max_pending_pairs = 64;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
@@ -105,6 +112,9 @@ struct SpeculativeEngineOptions {
   // Testing/analysis hook: when set, draft log-probs [V] come from this function of the full
   // token context (prompt, generated tokens, then the tree path) instead of the drafter.
   std::function<torch::Tensor(const std::vector<int64_t>& context)> draft_oracle;
+  // Testing/analysis hook: when set, called with every SD step's draft trees (batch order)
+  // before they are verified.
+  std::function<void(const std::vector<DraftTree>& trees)> draft_observer;
 };
 
 struct SpeculativeStats {

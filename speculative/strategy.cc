@@ -73,7 +73,16 @@ DraftTreeBuilder::DraftTreeBuilder(const Strategy& strategy, int64_t root_token,
 
 void DraftTreeBuilder::AddChildren(int64_t node, const double* values, const int64_t* ids,
                                    int64_t k, std::vector<int64_t>* out) {
-  for (int64_t j = 0; j < k; ++j) {
+  // Canonical order among equal log-probs (topk's order of ties is unspecified): the smaller
+  // token id first, as the device drafting loop does (gpu/draft_kernels.h).
+  std::vector<int64_t> order(k);
+  std::iota(order.begin(), order.end(), 0);
+  auto value = [&](int64_t j) { return std::isnan(values[j]) ? -INFINITY : values[j]; };
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    if (value(a) != value(b)) return value(a) > value(b);
+    return ids[a] < ids[b];
+  });
+  for (int64_t j : order) {
     if (!std::isfinite(values[j])) break;
     out->push_back(candidates_.Add(node, ids[j]));
     score_.push_back(score_[node] + values[j]);
@@ -116,24 +125,26 @@ void DraftTreeBuilder::ExpandTopK(const torch::Tensor& top_values, const torch::
 }
 
 DraftTree DraftTreeBuilder::Finish() const {
-  // Keep the best num_tokens candidates; ancestors rank before descendants.
-  std::vector<int64_t> order(candidates_.size() - 1);
+  return PruneCandidates(candidates_, score_, strategy_.max_draft_tokens());
+}
+
+DraftTree PruneCandidates(const DraftTree& candidates, const std::vector<double>& scores,
+                          int64_t keep) {
+  std::vector<int64_t> order(candidates.size() - 1);
   std::iota(order.begin(), order.end(), 1);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    if (score_[a] != score_[b]) return score_[a] > score_[b];
-    return candidates_.depths[a] < candidates_.depths[b];
+    if (scores[a] != scores[b]) return scores[a] > scores[b];
+    return candidates.depths[a] < candidates.depths[b];
   });
-  if (static_cast<int64_t>(order.size()) > strategy_.max_draft_tokens()) {
-    order.resize(strategy_.max_draft_tokens());
-  }
+  if (static_cast<int64_t>(order.size()) > keep) order.resize(keep);
   std::sort(order.begin(), order.end());
-  std::vector<int64_t> new_index(candidates_.size(), -1);
+  std::vector<int64_t> new_index(candidates.size(), -1);
   new_index[0] = 0;
-  DraftTree tree = DraftTree::Root(candidates_.tokens[0]);
+  DraftTree tree = DraftTree::Root(candidates.tokens[0]);
   for (int64_t node : order) {
-    const int64_t parent = new_index[candidates_.parents[node]];
-    TORCH_CHECK(parent >= 0, "BuildDraftTree: a kept node lost its parent");
-    new_index[node] = tree.Add(parent, candidates_.tokens[node]);
+    const int64_t parent = new_index[candidates.parents[node]];
+    TORCH_CHECK(parent >= 0, "PruneCandidates: a kept node lost its parent");
+    new_index[node] = tree.Add(parent, candidates.tokens[node]);
   }
   return tree;
 }

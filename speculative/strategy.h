@@ -92,6 +92,12 @@ class DraftTreeBuilder {
   bool done_ = false;
 };
 
+// The best `keep` nodes of a candidate tree (scores[i]: node i's cumulative draft log-prob;
+// ties: the shallower, then the older node, so a node's ancestors always come with it) as a
+// tree in candidate order: DraftTreeBuilder::Finish() and the device drafting loop's last step.
+DraftTree PruneCandidates(const DraftTree& candidates, const std::vector<double>& scores,
+                          int64_t keep);
+
 // [n, n] bool: entry (i, j) true iff node j is node i or one of its ancestors.
 torch::Tensor AncestorMask(const DraftTree& tree);
 

@@ -257,12 +257,13 @@ INSTANTIATE_TEST_SUITE_P(
 // chunks of >= 256 keys, so rows of up to 700 keys use one to three chunks. Fused decode steps
 // (eager kernels and graph replay) vs Transformer::Forward. With tc_gemm the projections run
 // as tensor-core GEMMs (gpu/skinny_gemm.h: 12, 40 and 64 rows cover one, three and four
-// 16-row tiles; bfloat16 and float16).
+// 16-row tiles; bfloat16 and float16). With gemv_rows 16 a 16-row bucket runs the GEMVs.
 struct ManyRowsCase {
   int64_t rows;
   bool qwen_like;
   torch::Dtype dtype;
   bool tc_gemm = false;
+  int64_t gemv_rows = 4;  // CudaDecoderOptions::gemv_max_rows (16: the 16-row GEMVs)
 };
 
 class CudaDecoderManyRowsTest : public ::testing::TestWithParam<ManyRowsCase> {};
@@ -278,6 +279,7 @@ TEST_P(CudaDecoderManyRowsTest, MatchesEagerForward) {
   CudaDecoderOptions eager_options, graph_options;
   eager_options.use_graphs = false;
   eager_options.tensor_core_gemm = graph_options.tensor_core_gemm = p.tc_gemm;
+  eager_options.gemv_max_rows = graph_options.gemv_max_rows = p.gemv_rows;
   auto eager_kernels = CudaDecoder::Create(model, &cache, eager_options);
   auto graphs = CudaDecoder::Create(model, &cache, graph_options);
   ASSERT_TRUE(eager_kernels && graphs);
@@ -331,7 +333,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaDecoderManyRowsTest,
                                            ManyRowsCase{12, true, torch::kBFloat16, true},
                                            ManyRowsCase{40, true, torch::kBFloat16, true},
                                            ManyRowsCase{64, true, torch::kBFloat16, true},
-                                           ManyRowsCase{32, false, torch::kFloat16, true}),
+                                           ManyRowsCase{32, false, torch::kFloat16, true},
+                                           ManyRowsCase{16, true, torch::kBFloat16, false, 16},
+                                           ManyRowsCase{16, false, torch::kFloat32, false, 16}),
                          [](const auto& info) {
                            const torch::Dtype d = info.param.dtype;
                            return std::string(info.param.qwen_like ? "qwen_like_" : "llama_") +
@@ -339,7 +343,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaDecoderManyRowsTest,
                                   (d == torch::kFloat32    ? "_float32"
                                    : d == torch::kBFloat16 ? "_bfloat16"
                                                            : "_float16") +
-                                  (info.param.tc_gemm ? "_tensor_core_gemm" : "");
+                                  (info.param.tc_gemm ? "_tensor_core_gemm" : "") +
+                                  (info.param.gemv_rows >= info.param.rows ? "_gemv" : "");
                          });
 
 std::unique_ptr<Engine> CudaEngine(Transformer model, bool fused, int64_t slots = 10) {

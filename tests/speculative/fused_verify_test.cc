@@ -9,6 +9,7 @@
 
 #include "models/cuda_decoder.h"
 #include "models/kv_cache.h"
+#include "speculative/speculative_engine.h"
 #include "speculative/strategy.h"
 #include "tests/models/test_models.h"
 
@@ -80,6 +81,29 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
     }
     auto got = decoder->Forward(rows);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
+    // The same rows staged on the device (13 rows padded to a 16-row graph): the same step, the
+    // same cache writes, so the same logits bit for bit.
+    {
+      const torch::Tensor first_logits = got->logits.clone();
+      std::vector<int64_t> fields;
+      for (int f = 0; f < models::CudaDecoder::kDeviceRowFields; ++f) {
+        for (const models::DecodeRow& row : rows) {
+          const int64_t v[] = {row.token,         row.position,  row.slot, row.rotary_position,
+                               row.tree_base,     static_cast<int64_t>(row.tree_mask)};
+          fields.push_back(v[f]);
+        }
+      }
+      const torch::Tensor device_rows =
+          torch::tensor(fields, torch::kInt64)
+              .view({models::CudaDecoder::kDeviceRowFields, static_cast<int64_t>(rows.size())})
+              .to(torch::kCUDA);
+      auto again = decoder->ForwardDeviceRows(device_rows, torch::Tensor());
+      ASSERT_TRUE(again.ok()) << again.status().ToString();
+      EXPECT_TRUE(torch::equal(again->logits, first_logits)) << "round " << round;
+      EXPECT_FALSE(decoder->ForwardDeviceRows(device_rows.cpu(), torch::Tensor()).ok());
+      got = decoder->Forward(rows);  // `got` views the buffers the device-row step rewrote
+      ASSERT_TRUE(got.ok());
+    }
     int64_t offset = 0;
     for (int64_t r = 0; r < 2; ++r) {
       const int64_t n = trees[r].size();
@@ -110,6 +134,63 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
   bad[0].position = 80;
   bad[0].tree_base = 10;
   EXPECT_FALSE(decoder->Forward(bad).ok());
+}
+
+// The on-device drafting loop (speculative/device_draft.h) against the host loop of
+// DraftTreeBuilder with the same untrained drafter: every strategy shape (chains, trees, one
+// depth, top-k 1..4) gives the same greedy output (the plain engine's) and the same accepted
+// lengths, and the same trees step by step.
+TEST(FusedVerifyTest, DeviceDraftMatchesHostDraftLoop) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  models::ModelConfig c = models::testing::TinyConfig("qwen2", 4, 2, /*tied=*/false, 1e4, 53);
+  c.hidden_size = 4 * 64;
+  c.head_dim = 64;
+  torch::manual_seed(5);
+  models::Transformer target(c);
+  models::testing::PerturbParameters(target, 6);
+  std::vector<models::Request> requests;
+  for (int i = 0; i < 3; ++i) {
+    models::Request r;
+    r.prompt = {3 + i, 11, 29, 7 * i + 1, 40};
+    r.max_new_tokens = 40;
+    requests.push_back(r);
+  }
+  for (const char* name : {"4_1_4", "1_4_3", "3_2_4", "4_3_10", "6_4_16"}) {
+    SCOPED_TRACE(name);
+    std::vector<std::vector<models::RequestResult>> outputs;
+    std::vector<std::map<std::string, std::vector<int64_t>>> histograms;
+    std::vector<std::vector<DraftTree>> drafted[2];
+    for (bool on_device : {false, true}) {
+      SpeculativeEngineOptions o;
+      o.strategy = ParseStrategy(name).value();
+      o.device = torch::kCUDA;
+      o.max_batch_size = 3;
+      o.device_draft = on_device;
+      o.draft_observer = [&drafted, on_device](const std::vector<DraftTree>& trees) {
+        drafted[on_device ? 1 : 0].push_back(trees);
+      };
+      auto engine = SpeculativeEngine::Create(target, InitDrafter(target, 2), o);
+      ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+      auto out = (*engine)->Generate(requests);
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+      outputs.push_back(*out);
+      histograms.push_back((*engine)->stats().accepted_histogram);
+      EXPECT_GT((*engine)->stats().steps, 0);
+    }
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(outputs[1][i].tokens, outputs[0][i].tokens) << "request " << i;
+    }
+    EXPECT_EQ(histograms[1], histograms[0]);
+    ASSERT_EQ(drafted[1].size(), drafted[0].size());
+    for (size_t step = 0; step < drafted[0].size(); ++step) {
+      ASSERT_EQ(drafted[1][step].size(), drafted[0][step].size());
+      for (size_t b = 0; b < drafted[0][step].size(); ++b) {
+        const DraftTree &got = drafted[1][step][b], &want = drafted[0][step][b];
+        EXPECT_EQ(got.tokens, want.tokens) << "step " << step << " request " << b;
+        EXPECT_EQ(got.parents, want.parents) << "step " << step << " request " << b;
+      }
+    }
+  }
 }
 
 }  // namespace
