@@ -16,10 +16,10 @@
 namespace {
 
 constexpr int kThreads = 256, kWarps = kThreads / 32;
-constexpr int kMaxRows = 16;  // 1..8, and 16 (a 16-row bucket of draft-tree verification)
+constexpr int kMaxRows = 8;
 constexpr int kUnroll = 4;       // 16-byte chunks per column in flight per lane
 constexpr int kBlocksPerSm = 2;  // persistent grid: SMs x this (fewer when shared memory is short)
-constexpr int kStaticSmem = 2048;  // the kernel's static shared memory (1.6 KB at 16 rows)
+constexpr int kStaticSmem = 1024;
 
 using tlt_gpu::FromFloat;
 using tlt_gpu::Round;
@@ -360,7 +360,6 @@ cudaError_t LaunchType(const TltGemvParams& p, const Plan& plan, float* best_val
     case 6: return LaunchRows<T, 6>(a, p, plan, stream);
     case 7: return LaunchRows<T, 7>(a, p, plan, stream);
     case 8: return LaunchRows<T, 8>(a, p, plan, stream);
-    case 16: return LaunchRows<T, 16>(a, p, plan, stream);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -375,7 +374,7 @@ int TltGemvSupported(int dtype, int64_t rows, int64_t k) {
   if (dtype != kTltFloat32 && dtype != kTltBFloat16 && dtype != kTltFloat16) return 0;
   const int64_t vec = 16 / ElementBytes(dtype);
   const int64_t bytes = rows * k * ElementBytes(dtype);
-  return rows >= 1 && (rows <= 8 || rows == kMaxRows) && k > 0 && k % vec == 0 &&
+  return rows >= 1 && rows <= kMaxRows && k > 0 && k % vec == 0 &&
          bytes + kStaticSmem <= CurrentDevice().smem_optin;
 }
 

@@ -1,4 +1,4 @@
-// Small-batch GEMV for the decode step (1..8 or 16 rows), with the RMSNorm before it and the bias /
+// Small-batch GEMV for the decode step (1..8 rows), with the RMSNorm before it and the bias /
 // residual add, SiLU*mul or greedy argmax after it fused in, and the greedy tail kernel.
 //
 // A C interface on raw device pointers and a cudaStream_t, without torch headers (as
@@ -52,7 +52,7 @@ struct TltGemvParams {
   void* workspace;        // TltGemvWorkspaceBytes(rows) bytes when greedy_packed
 };
 
-// 1 when TltGemv takes this shape on the current device: 1 <= rows <= 8 or rows = 16, k a multiple of
+// 1 when TltGemv takes this shape on the current device: 1 <= rows <= 8, k a multiple of
 // 16 bytes of elements, rows * k elements within the block's shared memory.
 int TltGemvSupported(int dtype, int64_t rows, int64_t k);
 

@@ -48,10 +48,10 @@ struct CudaDecoderOptions {
   // argmax behind: 4 GEMVs + attention per layer, 2 kernels for the head. false: cuBLAS GEMMs
   // (the comparison column of bench/engine_bench --gemv 0).
   bool small_batch_gemv = true;
-  // The largest bucket that takes the GEMV path (buckets are powers of two; the GEMV takes
-  // 1..8 and 16 rows). At 8 rows the GEMVs measured slower than
-  // cuBLAS for Qwen2-0.5B's decode (3787 vs 4516 tokens/s, H200, 2026-11-28); verification of
-  // 5-16 draft nodes of a small target may still gain from the fusions (speculative_bench).
+  // The largest bucket that takes the GEMV path (1..8). At 8 rows the GEMVs measured slower than
+  // cuBLAS for Qwen2-0.5B's decode (3787 vs 4516 tokens/s, H200, 2026-11-28), and so was
+  // verifying 7 draft-tree rows (6_1_6 at batch 1: 1.28x vs 1.36x over plain with cuBLAS,
+  // speculative_bench, H200, 2026-11-29).
   int64_t gemv_max_rows = 4;
   // Rotary + KV-cache write inside the attention kernel (false: a kernel of its own).
   bool fuse_rotary = true;

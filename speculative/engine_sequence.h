@@ -22,9 +22,14 @@ struct SpeculativeEngine::Sequence {
   int64_t target_slot = -1, drafter_slot = -1;
   uint64_t counter = 0;  // uniforms used on kVerifyStream / kDraftStream
   // Drafter pairs not fed yet: tokens x_{t+1} and, in chunks, the target hidden states h_t
-  // ([m_i, H] each, together as many rows as pending_tokens).
+  // (together as many rows as pending_tokens). Chunks reference rows of the step's own tensor,
+  // so recording a plain step's pairs costs no tensor operation.
+  struct HiddenRows {
+    torch::Tensor source;  // [n, H] on the device
+    int64_t row = 0, count = 0;
+  };
   std::vector<int64_t> pending_tokens;
-  std::vector<torch::Tensor> pending_hidden;
+  std::vector<HiddenRows> pending_hidden;
   bool finished = false;
   std::vector<torch::Tensor> draft_probs;  // sampled drafts: the distribution of each draft
 };

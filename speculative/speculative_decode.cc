@@ -25,6 +25,45 @@ std::pair<torch::Tensor, torch::Tensor> TopKOnHost(const torch::Tensor& logits, 
 
 }  // namespace
 
+// Each request's pending hidden states as one [m, H] tensor: a view when it has one chunk,
+// else rows of one gather over the distinct source tensors of all requests (plain steps leave
+// one chunk per step, shared by the whole batch).
+std::vector<torch::Tensor> SpeculativeEngine::PendingHidden(const std::vector<Sequence*>& seqs) {
+  std::vector<torch::Tensor> out(seqs.size());
+  std::vector<torch::Tensor> sources;
+  std::map<const void*, int64_t> offset_of;  // source -> its first row in cat(sources)
+  std::vector<int64_t> index;
+  std::vector<size_t> gathered;
+  int64_t rows = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto& chunks = seqs[i]->pending_hidden;
+    if (chunks.size() == 1) {
+      out[i] = chunks[0].source.narrow(0, chunks[0].row, chunks[0].count);
+      continue;
+    }
+    gathered.push_back(i);
+    for (const auto& c : chunks) {
+      auto [it, added] = offset_of.emplace(c.source.unsafeGetTensorImpl(), rows);
+      if (added) {
+        sources.push_back(c.source);
+        rows += c.source.size(0);
+      }
+      for (int64_t j = 0; j < c.count; ++j) index.push_back(it->second + c.row + j);
+    }
+  }
+  if (gathered.empty()) return out;
+  const torch::Tensor all = sources.size() == 1 ? sources[0] : torch::cat(sources, 0);
+  const torch::Tensor picked =
+      all.index_select(0, torch::tensor(index, torch::kInt64).to(all.device()));
+  int64_t at = 0;
+  for (size_t i : gathered) {
+    const int64_t m = static_cast<int64_t>(seqs[i]->pending_tokens.size());
+    out[i] = picked.narrow(0, at, m);
+    at += m;
+  }
+  return out;
+}
+
 std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<Sequence*>& batch,
                                                              bool keep_last) {
   std::vector<torch::Tensor> out(batch.size());
@@ -47,11 +86,11 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
     // The pending pairs of each request as one chain of rows (node i sees nodes 0 .. i - 1).
     std::vector<models::DecodeRow> decode_rows;
     std::vector<torch::Tensor> inputs;
-    std::vector<torch::Tensor> all(R);
+    std::vector<Sequence*> fed;
+    for (size_t row : rows) fed.push_back(batch[row]);
+    const std::vector<torch::Tensor> all = PendingHidden(fed);
     for (int64_t r = 0; r < R; ++r) {
       Sequence* seq = batch[rows[r]];
-      all[r] = seq->pending_hidden.size() == 1 ? seq->pending_hidden[0]
-                                               : torch::cat(seq->pending_hidden, 0);
       inputs.push_back(all[r].narrow(0, 0, count[r]));
       for (int64_t i = 0; i < count[r]; ++i) {
         models::DecodeRow row;
@@ -75,19 +114,20 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
                                 seq->pending_tokens.begin() + count[r]);
       const int64_t left = all[r].size(0) - count[r];
       seq->pending_hidden.clear();
-      if (left > 0) seq->pending_hidden.push_back(all[r].narrow(0, count[r], left).clone());
+      if (left > 0) seq->pending_hidden.push_back({all[r], count[r], left});
     }
     return out;
   }
   torch::Tensor tokens = torch::zeros({R, T}, torch::kInt64);
   torch::Tensor hidden =
       torch::zeros({R, T, H}, torch::TensorOptions().dtype(options_.dtype).device(options_.device));
-  std::vector<torch::Tensor> all(R);
+  std::vector<Sequence*> fed;
+  for (size_t row : rows) fed.push_back(batch[row]);
+  const std::vector<torch::Tensor> all = PendingHidden(fed);
   for (int64_t r = 0; r < R; ++r) {
     Sequence* seq = batch[rows[r]];
     std::copy(seq->pending_tokens.begin(), seq->pending_tokens.begin() + count[r],
               tokens.data_ptr<int64_t>() + r * T);
-    all[r] = torch::cat(seq->pending_hidden, 0);
     hidden[r].narrow(0, 0, count[r]).copy_(all[r].narrow(0, 0, count[r]));
   }
   models::BatchLayout layout = models::BatchLayout::Make(start, count, T, slots, options_.device);
@@ -100,7 +140,7 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
     seq->pending_tokens.erase(seq->pending_tokens.begin(), seq->pending_tokens.begin() + count[r]);
     const int64_t left = all[r].size(0) - count[r];
     seq->pending_hidden.clear();
-    if (left > 0) seq->pending_hidden.push_back(all[r].narrow(0, count[r], left).clone());
+    if (left > 0) seq->pending_hidden.push_back({all[r], count[r], left});
   }
   return out;
 }
@@ -496,7 +536,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     const int64_t n = r.num_accepted() + 1;
     RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, starts[b] + n));
     if (!options_.draft_oracle) {
-      seq->pending_hidden = {kept_hidden.narrow(0, k, n)};
+      seq->pending_hidden = {{kept_hidden, k, n}};
       seq->pending_tokens = r.tokens;
     }
     Append(seq, r.tokens, std::vector<float>(lp_data + k, lp_data + k + n));

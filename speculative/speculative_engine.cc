@@ -233,7 +233,7 @@ Status SpeculativeEngine::Prefill(std::vector<Sequence*>& batch) {
     if (!options_.draft_oracle) {
       seq->pending_tokens.assign(seq->request.prompt.begin() + 1, seq->request.prompt.end());
       seq->pending_tokens.push_back(first.tokens[b]);
-      seq->pending_hidden.push_back(hidden[b]);
+      seq->pending_hidden.push_back({hidden[b], 0, hidden[b].size(0)});
     }
     Append(seq, {first.tokens[b]}, {first.logprobs[b]});
   }
@@ -288,7 +288,7 @@ Status SpeculativeEngine::PlainDecode(std::vector<Sequence*>& batch, int64_t arm
     RETURN_NOT_OK(target_cache_->SetLength(seq->target_slot, start[b] + 1));
     if (!options_.draft_oracle) {
       seq->pending_tokens.push_back(sampled.tokens[b]);
-      seq->pending_hidden.push_back(hidden[b].unsqueeze(0));
+      seq->pending_hidden.push_back({hidden, b, 1});
     }
     Append(seq, {sampled.tokens[b]}, {sampled.logprobs[b]});
     if (!seq->finished &&

@@ -191,6 +191,8 @@ class SpeculativeEngine {
   // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
   // predicted hidden state the root's children are drafted from; undefined if none was fed).
   std::vector<torch::Tensor> CatchUpDrafter(const std::vector<Sequence*>& batch, bool keep_last);
+  // Each request's pending hidden states as one [pending pairs, H] tensor (one gather for all).
+  static std::vector<torch::Tensor> PendingHidden(const std::vector<Sequence*>& seqs);
   // One request's tree (oracle and sampled drafts: their expansions run per request).
   DraftTree Draft(Sequence* seq, const Strategy& strategy, const torch::Tensor& root_hidden);
   // The drafter's top-k trees of all of `batch` (one drafter forward per depth for the batch).
