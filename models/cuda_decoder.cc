@@ -213,7 +213,12 @@ class CudaDecoderImpl : public CudaDecoder {
       torch::NoGradGuard no_grad;
       if (cache_->released()) return Unavailable("cuda decoder: KV cache is released");
       RETURN_NOT_OK(CheckWeights());
-      Bucket& bk = BucketFor(B, /*tree=*/true);
+      // Inside a caller's capture: record the kernels there, with buffers of their own.
+      cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+      TLT_CUDA_CHECK(
+          cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream().stream(), &capture));
+      const bool direct = capture != cudaStreamCaptureStatusNone;
+      Bucket& bk = BucketFor(B, /*tree=*/true, direct ? &captured_buckets_ : &buckets_);
       torch::Tensor fields = bk.input.narrow(0, 0, kDeviceRowFields);
       fields.narrow(1, 0, B).copy_(rows);
       if (B < bk.size) {  // padding rows: slot -1 (skipped), no tree
@@ -226,14 +231,34 @@ class CudaDecoderImpl : public CudaDecoder {
         fields.narrow(1, B, bk.size - B).copy_(device_row_padding_.narrow(1, 0, bk.size - B));
       }
       timed_ = false;
-      Launch(bk, B, hidden_in);
+      Launch(bk, B, hidden_in, direct);
       return StepTensors{bk.logits.narrow(0, 0, B), bk.hidden.narrow(0, 0, B)};
     } catch (const c10::Error& e) {
       return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
     }
   }
 
+  Status Refresh() override {
+    try {
+      c10::cuda::CUDAGuard guard(exec_device_);
+      torch::NoGradGuard no_grad;
+      if (cache_->released()) return Unavailable("cuda decoder: KV cache is released");
+      RETURN_NOT_OK(CheckWeights());
+      if (cache_->keys(0).data_ptr() != cache_pointer_) {
+        Invalidate();
+        cache_pointer_ = cache_->keys(0).data_ptr();
+      }
+      return Status::OK();
+    } catch (const c10::Error& e) {
+      return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());
+    }
+  }
+
+  int64_t epoch() const override { return epoch_; }
+
   void Invalidate() override {
+    ++epoch_;
+    captured_buckets_.clear();
     buckets_.clear();
     pool_ = at::cuda::graph_pool_handle();
     cache_pointer_ = nullptr;
@@ -317,7 +342,7 @@ class CudaDecoderImpl : public CudaDecoder {
   }
 
   // The bucket of B rows (plain or tree), created on first use (the cache pointer checked).
-  Bucket& BucketFor(int64_t B, bool tree) {
+  Bucket& BucketFor(int64_t B, bool tree, std::map<int64_t, Bucket>* buckets = nullptr) {
     if (cache_->keys(0).data_ptr() != cache_pointer_) {
       Invalidate();
       cache_pointer_ = cache_->keys(0).data_ptr();
@@ -329,7 +354,7 @@ class CudaDecoderImpl : public CudaDecoder {
         break;
       }
     }
-    Bucket& bk = buckets_[2 * size + (tree ? 1 : 0)];
+    Bucket& bk = (buckets != nullptr ? *buckets : buckets_)[2 * size + (tree ? 1 : 0)];
     if (!bk.input.defined()) {
       bk.size = size;
       bk.tree = tree;
@@ -339,8 +364,9 @@ class CudaDecoderImpl : public CudaDecoder {
     return bk;
   }
 
-  // Stages hidden_in (drafters) and replays (or captures, or computes) the bucket's step.
-  void Launch(Bucket& bk, int64_t B, const torch::Tensor& hidden_in) {
+  // Stages hidden_in (drafters) and replays (or captures, or computes) the bucket's step;
+  // `direct`: computes it (inside a caller's capture).
+  void Launch(Bucket& bk, int64_t B, const torch::Tensor& hidden_in, bool direct = false) {
     if (w_.fc_w.defined()) {
       if (!bk.hidden_in.defined()) {
         bk.hidden_in = torch::zeros({bk.size, config_.hidden_size},
@@ -348,7 +374,7 @@ class CudaDecoderImpl : public CudaDecoder {
       }
       bk.hidden_in.narrow(0, 0, B).copy_(hidden_in);
     }
-    if (options_.use_graphs && !graphs_disabled_) {
+    if (options_.use_graphs && !graphs_disabled_ && !direct) {
       if (!bk.graph) Capture(bk);
       bk.graph->replay();
       if (timed_) TLT_CUDA_CHECK(cudaEventRecord(step_end_, c10::cuda::getCurrentCUDAStream()));
@@ -664,6 +690,10 @@ class CudaDecoderImpl : public CudaDecoder {
 
   std::vector<int64_t> bucket_sizes_;
   std::map<int64_t, Bucket> buckets_;
+  // Buckets whose steps were recorded into a caller's capture (ForwardDeviceRows): their
+  // buffers live in that caller's graph; dropped with the graphs (Invalidate bumps epoch_).
+  std::map<int64_t, Bucket> captured_buckets_;
+  int64_t epoch_ = 0;
   torch::Tensor pinned_in_, pinned_out_;
   torch::Tensor attention_counters_;  // int32 [max rows x heads], zero between kernels
   bool graphs_disabled_ = false;      // a capture failed: steps run eagerly

@@ -146,8 +146,18 @@ class CudaDecoder {
   // tree_mask. They run as tree rows. Their values are not checked on the host (they never
   // come there): the producer must keep them in range as Forward() requires.
   static constexpr int64_t kDeviceRowFields = 6;
+  // While the current stream is capturing a caller's CUDA graph (the drafting loop of
+  // speculative/device_draft.h captures all its depths as one graph), the step's kernels are
+  // recorded into that capture, with buffers of their own that belong to it, instead of
+  // replaying this decoder's graph.
   virtual Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows,
                                                 const torch::Tensor& hidden_in) = 0;
+  // For callers replaying a graph that recorded this decoder's steps: applies in-place weight
+  // loads to the concatenated copies and notices a moved cache (call before each replay). The
+  // recorded steps stay valid while epoch() is unchanged; Invalidate(), a moved cache or moved
+  // parameters change it (then recapture).
+  virtual Status Refresh() = 0;
+  virtual int64_t epoch() const = 0;
   // Drops the captured graphs and their memory (before the cache is released).
   virtual void Invalidate() = 0;
   virtual int64_t num_graphs() const = 0;

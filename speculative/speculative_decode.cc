@@ -221,8 +221,12 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
     if (DeviceDraftFits(strategy, V, requests, drafter_decoder_->max_rows(),
                         drafter_cache_->options().max_length)) {
       const torch::Tensor roots = torch::stack(root_hidden);
-      auto trees = DraftOnDevice(*drafter_decoder_, strategy, requests, roots,
-                                 Drafter::Impl::Logits(target_, roots));
+      if (!device_draft_) {
+        device_draft_ =
+            std::make_shared<DeviceDraftLoop>(drafter_decoder_.get(), options_.cuda_graphs);
+      }
+      auto trees = device_draft_->Draft(strategy, requests, roots,
+                                        Drafter::Impl::Logits(target_, roots));
       TORCH_CHECK(trees.ok(), "drafting: ", trees.status().ToString());
       for (const DeviceDraftRequest& r : requests) {
         CHECK_OK(drafter_cache_->SetLength(r.slot, r.base));  // drop the drafted nodes

@@ -64,6 +64,8 @@
 
 namespace tlt::speculative {
 
+class DeviceDraftLoop;
+
 struct SpeculativeEngineOptions {
   Strategy strategy{8, 4, 16};        // the fixed strategy (adaptive: unused)
   int64_t max_batch_size = 8;         // cache slots = requests running at once
@@ -215,6 +217,9 @@ class SpeculativeEngine {
   std::unique_ptr<models::CudaDecoder> decoder_;
   // The drafter's layer through the same kernels over the drafter cache (with fused_verify).
   std::unique_ptr<models::CudaDecoder> drafter_decoder_;
+  // The on-device drafting loop over drafter_decoder_ (device_draft.h; CUDA builds only).
+  // shared_ptr: the type is complete only where it is built.
+  std::shared_ptr<DeviceDraftLoop> device_draft_;
   SpeculationSwitch switch_;
   std::unique_ptr<StrategyBandit> bandit_;
   SpeculativeStats stats_;

@@ -88,8 +88,9 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
       std::vector<int64_t> fields;
       for (int f = 0; f < models::CudaDecoder::kDeviceRowFields; ++f) {
         for (const models::DecodeRow& row : rows) {
-          const int64_t v[] = {row.token,         row.position,  row.slot, row.rotary_position,
-                               row.tree_base,     static_cast<int64_t>(row.tree_mask)};
+          const int64_t v[] = {row.token,     row.position,
+                               row.slot,      row.rotary_position,
+                               row.tree_base, static_cast<int64_t>(row.tree_mask)};
           fields.push_back(v[f]);
         }
       }
@@ -115,8 +116,9 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
         for (bool keys : {true, false}) {
           auto& e = keys ? eager_cache.keys(l) : eager_cache.values(l);
           auto& f = keys ? fused_cache.keys(l) : fused_cache.values(l);
-          EXPECT_LT(RelDiff(f[slots[r]].narrow(0, starts[r], n), e[slots[r]].narrow(0, starts[r], n)),
-                    1e-5)
+          EXPECT_LT(
+              RelDiff(f[slots[r]].narrow(0, starts[r], n), e[slots[r]].narrow(0, starts[r], n)),
+              1e-5)
               << "cache layer " << l << (keys ? " keys" : " values");
         }
       }
@@ -138,8 +140,9 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
 
 // The on-device drafting loop (speculative/device_draft.h) against the host loop of
 // DraftTreeBuilder with the same untrained drafter: every strategy shape (chains, trees, one
-// depth, top-k 1..4) gives the same greedy output (the plain engine's) and the same accepted
-// lengths, and the same trees step by step.
+// depth, top-k 1..4) gives the same greedy output (the plain engine's), the same accepted
+// lengths and the same trees step by step: the first steps of a shape eager, later ones
+// replaying the loop's CUDA graph, also after an in-place drafter weight load.
 TEST(FusedVerifyTest, DeviceDraftMatchesHostDraftLoop) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   models::ModelConfig c = models::testing::TinyConfig("qwen2", 4, 2, /*tied=*/false, 1e4, 53);
@@ -155,10 +158,15 @@ TEST(FusedVerifyTest, DeviceDraftMatchesHostDraftLoop) {
     r.max_new_tokens = 40;
     requests.push_back(r);
   }
+  // Another drafter's weights, loaded in place between the two rounds: the device loop's
+  // captured graph must draft with them too.
+  models::CheckpointTensors other;
+  for (const auto& [name, t] : InitDrafter(target, 9)->NamedTensors()) {
+    other.tensors[name] = t.clone();
+  }
   for (const char* name : {"4_1_4", "1_4_3", "3_2_4", "4_3_10", "6_4_16"}) {
     SCOPED_TRACE(name);
-    std::vector<std::vector<models::RequestResult>> outputs;
-    std::vector<std::map<std::string, std::vector<int64_t>>> histograms;
+    std::vector<std::unique_ptr<SpeculativeEngine>> engines;
     std::vector<std::vector<DraftTree>> drafted[2];
     for (bool on_device : {false, true}) {
       SpeculativeEngineOptions o;
@@ -171,16 +179,27 @@ TEST(FusedVerifyTest, DeviceDraftMatchesHostDraftLoop) {
       };
       auto engine = SpeculativeEngine::Create(target, InitDrafter(target, 2), o);
       ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-      auto out = (*engine)->Generate(requests);
-      ASSERT_TRUE(out.ok()) << out.status().ToString();
-      outputs.push_back(*out);
-      histograms.push_back((*engine)->stats().accepted_histogram);
-      EXPECT_GT((*engine)->stats().steps, 0);
+      engines.push_back(std::move(engine).value());
     }
-    for (size_t i = 0; i < requests.size(); ++i) {
-      EXPECT_EQ(outputs[1][i].tokens, outputs[0][i].tokens) << "request " << i;
+    for (int round = 0; round < 3; ++round) {  // round 2: the other drafter's weights
+      SCOPED_TRACE("round " + std::to_string(round));
+      if (round == 2) {
+        for (auto& e : engines) ASSERT_TRUE(e->LoadDrafterWeights(other).ok());
+      }
+      std::vector<std::vector<models::RequestResult>> outputs;
+      for (auto& e : engines) {
+        e->ResetStats();
+        auto out = e->Generate(requests);
+        ASSERT_TRUE(out.ok()) << out.status().ToString();
+        outputs.push_back(*out);
+        EXPECT_GT(e->stats().steps, 0);
+      }
+      for (size_t i = 0; i < requests.size(); ++i) {
+        EXPECT_EQ(outputs[1][i].tokens, outputs[0][i].tokens) << "request " << i;
+      }
+      EXPECT_EQ(engines[1]->stats().accepted_histogram, engines[0]->stats().accepted_histogram);
     }
-    EXPECT_EQ(histograms[1], histograms[0]);
+    // Every step's trees (rounds 1 and 2 replay the loop's captured graphs).
     ASSERT_EQ(drafted[1].size(), drafted[0].size());
     for (size_t step = 0; step < drafted[0].size(); ++step) {
       ASSERT_EQ(drafted[1][step].size(), drafted[0][step].size());
