@@ -65,7 +65,8 @@ std::vector<torch::Tensor> SpeculativeEngine::PendingHidden(const std::vector<Se
 }
 
 std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<Sequence*>& batch,
-                                                             bool keep_last) {
+                                                             bool keep_last,
+                                                             torch::Tensor* root_logits) {
   std::vector<torch::Tensor> out(batch.size());
   std::vector<size_t> rows;
   std::vector<int64_t> start, count, slots;
@@ -104,12 +105,22 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
     }
     auto stepped = drafter_decoder_->Forward(decode_rows, torch::cat(inputs, 0));
     TORCH_CHECK(stepped.ok(), "drafter step: ", stepped.status().ToString());
-    int64_t offset = 0;
+    // Each request's newest fed row, gathered once (copies: the decoder's buffers change next
+    // call); with every request fed, also their draft logits for the caller.
+    std::vector<int64_t> newest;
+    for (int64_t r = 0, offset = 0; r < R; offset += count[r], ++r) {
+      newest.push_back(offset + count[r] - 1);
+    }
+    const torch::Tensor newest_rows =
+        torch::tensor(newest, torch::kInt64).to(stepped->hidden.device());
+    const torch::Tensor last_hidden = stepped->hidden.index_select(0, newest_rows);
+    if (root_logits != nullptr && R == static_cast<int64_t>(batch.size())) {
+      *root_logits = stepped->logits.index_select(0, newest_rows);
+    }
     for (int64_t r = 0; r < R; ++r) {
       Sequence* seq = batch[rows[r]];
       CHECK_OK(drafter_cache_->SetLength(seq->drafter_slot, start[r] + count[r]));
-      out[rows[r]] = stepped->hidden[offset + count[r] - 1].clone();
-      offset += count[r];
+      out[rows[r]] = last_hidden[r];
       seq->pending_tokens.erase(seq->pending_tokens.begin(),
                                 seq->pending_tokens.begin() + count[r]);
       const int64_t left = all[r].size(0) - count[r];
@@ -208,7 +219,7 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq, const Strategy& strategy,
 
 std::vector<DraftTree> SpeculativeEngine::DraftBatch(
     const std::vector<Sequence*>& batch, const Strategy& strategy,
-    const std::vector<torch::Tensor>& root_hidden) {
+    const std::vector<torch::Tensor>& root_hidden, const torch::Tensor& root_logits) {
   const int64_t B = static_cast<int64_t>(batch.size());
   const int64_t V = target_->config().vocab_size, k = std::min(strategy.top_k, V);
 #ifdef TLT_SPECULATIVE_DEVICE_DRAFT
@@ -221,12 +232,13 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
     if (DeviceDraftFits(strategy, V, requests, drafter_decoder_->max_rows(),
                         drafter_cache_->options().max_length)) {
       const torch::Tensor roots = torch::stack(root_hidden);
+      const torch::Tensor logits =
+          root_logits.defined() ? root_logits : Drafter::Impl::Logits(target_, roots);
       if (!device_draft_) {
         device_draft_ =
             std::make_shared<DeviceDraftLoop>(drafter_decoder_.get(), options_.cuda_graphs);
       }
-      auto trees = device_draft_->Draft(strategy, requests, roots,
-                                        Drafter::Impl::Logits(target_, roots));
+      auto trees = device_draft_->Draft(strategy, requests, roots, logits);
       TORCH_CHECK(trees.ok(), "drafting: ", trees.status().ToString());
       for (const DeviceDraftRequest& r : requests) {
         CHECK_OK(drafter_cache_->SetLength(r.slot, r.base));  // drop the drafted nodes
@@ -241,7 +253,8 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
   std::vector<DraftTreeBuilder> builders;
   {
     torch::Tensor roots = torch::stack(root_hidden);  // [B, H]
-    auto [values, ids] = TopKOnHost(Drafter::Impl::Logits(target_, roots), k);
+    auto [values, ids] = TopKOnHost(
+        root_logits.defined() ? root_logits : Drafter::Impl::Logits(target_, roots), k);
     for (int64_t b = 0; b < B; ++b) {
       base[b] = drafter_cache_->length(batch[b]->drafter_slot);
       predicted[b][0] = root_hidden[b];
@@ -424,8 +437,9 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   Synchronize();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<torch::Tensor> root_hidden(batch.size());
+  torch::Tensor root_logits;  // the roots' draft logits from the catch-up step, when it gives them
   if (!options_.draft_oracle) {
-    root_hidden = CatchUpDrafter(batch, /*keep_last=*/false);
+    root_hidden = CatchUpDrafter(batch, /*keep_last=*/false, &root_logits);
     for (const torch::Tensor& h : root_hidden) {
       // No pending pair (only after a failed step consumed them): decode plainly this once,
       // which leaves a new pair for the next SD step.
@@ -437,7 +451,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     for (size_t b = 0; b < batch.size(); ++b)
       trees.push_back(Draft(batch[b], strategy, root_hidden[b]));
   } else {
-    trees = DraftBatch(batch, strategy, root_hidden);
+    trees = DraftBatch(batch, strategy, root_hidden, root_logits);
   }
   if (options_.draft_observer) options_.draft_observer(trees);
   std::vector<int64_t> starts, slots;

@@ -192,14 +192,20 @@ class SpeculativeEngine {
   // Feeds the pending drafter pairs of `batch` in one drafter forward (all but the newest pair
   // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
   // predicted hidden state the root's children are drafted from; undefined if none was fed).
-  std::vector<torch::Tensor> CatchUpDrafter(const std::vector<Sequence*>& batch, bool keep_last);
+  // With root_logits, when the fused drafter fed every request of `batch`: their draft logits
+  // (float32 [B, V], the drafter step's LM head on those rows), else left undefined.
+  std::vector<torch::Tensor> CatchUpDrafter(const std::vector<Sequence*>& batch, bool keep_last,
+                                            torch::Tensor* root_logits = nullptr);
   // Each request's pending hidden states as one [pending pairs, H] tensor (one gather for all).
   static std::vector<torch::Tensor> PendingHidden(const std::vector<Sequence*>& seqs);
   // One request's tree (oracle and sampled drafts: their expansions run per request).
   DraftTree Draft(Sequence* seq, const Strategy& strategy, const torch::Tensor& root_hidden);
   // The drafter's top-k trees of all of `batch` (one drafter forward per depth for the batch).
+  // root_logits: the roots' draft logits when CatchUpDrafter gave them (undefined: the LM head
+  // is applied to root_hidden here).
   std::vector<DraftTree> DraftBatch(const std::vector<Sequence*>& batch, const Strategy& strategy,
-                                    const std::vector<torch::Tensor>& root_hidden);
+                                    const std::vector<torch::Tensor>& root_hidden,
+                                    const torch::Tensor& root_logits = {});
   DraftTree SampleChain(Sequence* seq, const Strategy& strategy, const torch::Tensor& root_logprobs,
                         const ExpandFn& expand);
   // Appends `tokens` (with log-probs) and marks the request finished when it is.
