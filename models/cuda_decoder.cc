@@ -13,46 +13,14 @@
 #include <map>
 
 #include "gpu/decode_kernels.h"
-#include "gpu/gemv_kernels.h"
-#include "gpu/skinny_gemm.h"
+#include "models/cuda_decode_step.h"
 #include "models/cuda_decoder_weights.h"
-
-// Checks a CUDA call; throws c10::Error naming the file and line (caught in Decode).
-#define TLT_CUDA_CHECK(expr)                                                        \
-  do {                                                                              \
-    const cudaError_t tlt_err = (expr);                                             \
-    TORCH_CHECK(tlt_err == cudaSuccess, __FILE__, ":", __LINE__, ": ", #expr, ": ", \
-                cudaGetErrorString(tlt_err));                                       \
-  } while (0)
 
 namespace tlt::models {
 namespace {
 
-// Input rows of a bucket's static buffer (int64 [kInputRows, size]; float rows hold doubles).
-// The first kDeviceRowFields rows are ForwardDeviceRows()'s layout (cuda_decoder.h).
-enum InputRow {
-  kToken,
-  kPosition,
-  kSlot,
-  kRotaryPosition,
-  kTreeBase,
-  kTreeMask,
-  kTopK,
-  kTemperature,  // kTemperature, kTopP, kUniform: adjacent (Decode() reads them as one view)
-  kTopP,
-  kUniform,
-  kInputRows
-};
-static_assert(kTreeMask + 1 == CudaDecoder::kDeviceRowFields, "device rows lead the input buffer");
-
-struct Bucket {
-  int64_t size = 0;
-  bool tree = false;        // tree rows: rotary/cache write first, then masked attention
-  torch::Tensor input;      // int64 [kInputRows, size] on the device
-  torch::Tensor logits;     // float32 [size, V]
-  torch::Tensor hidden;     // [size, hidden]
-  torch::Tensor packed;     // float64 [2, size]: greedy tokens, zero log-probs
-  torch::Tensor hidden_in;  // [size, hidden]: the input projection's per-row input (drafters)
+// A row-count bucket: its static buffers (the step's inputs and outputs) and graph.
+struct Bucket : StepBuffers {
   std::unique_ptr<at::cuda::CUDAGraph> graph;
 };
 
@@ -83,6 +51,8 @@ class CudaDecoderImpl : public CudaDecoder {
         torch::zeros({TltDecodeAttentionCounterCount(max_bucket, config_.num_attention_heads)},
                      torch::TensorOptions().dtype(torch::kInt32).device(device_));
     Build();
+    step_ = std::make_unique<DecodeStep>(w_, config_, cache_, options_, dtype_, device_,
+                                         attention_counters_);
     TLT_CUDA_CHECK(cudaEventCreateWithFlags(&input_copied_, cudaEventDisableTiming));
     if (options_.time_steps) {
       TLT_CUDA_CHECK(cudaEventCreate(&step_start_));
@@ -192,9 +162,9 @@ class CudaDecoderImpl : public CudaDecoder {
 
   Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows,
                                         const torch::Tensor& hidden_in) override {
-    if (rows.dim() != 2 || rows.size(0) != kDeviceRowFields || rows.scalar_type() != torch::kInt64 ||
-        rows.device() != w_.embed.device() || rows.size(1) < 1 ||
-        rows.size(1) > bucket_sizes_.back()) {
+    if (rows.dim() != 2 || rows.size(0) != kDeviceRowFields ||
+        rows.scalar_type() != torch::kInt64 || rows.device() != w_.embed.device() ||
+        rows.size(1) < 1 || rows.size(1) > bucket_sizes_.back()) {
       return InvalidArgument("cuda decoder: device rows must be int64 [" +
                              std::to_string(kDeviceRowFields) + ", 1.." +
                              std::to_string(bucket_sizes_.back()) + "] on the device");
@@ -215,16 +185,15 @@ class CudaDecoderImpl : public CudaDecoder {
       RETURN_NOT_OK(CheckWeights());
       // Inside a caller's capture: record the kernels there, with buffers of their own.
       cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-      TLT_CUDA_CHECK(
-          cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream().stream(), &capture));
+      TLT_CUDA_CHECK(cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream().stream(), &capture));
       const bool direct = capture != cudaStreamCaptureStatusNone;
       Bucket& bk = BucketFor(B, /*tree=*/true, direct ? &captured_buckets_ : &buckets_);
       torch::Tensor fields = bk.input.narrow(0, 0, kDeviceRowFields);
       fields.narrow(1, 0, B).copy_(rows);
       if (B < bk.size) {  // padding rows: slot -1 (skipped), no tree
         if (!device_row_padding_.defined()) {
-          device_row_padding_ = torch::zeros({kDeviceRowFields, bucket_sizes_.back()},
-                                             bk.input.options());
+          device_row_padding_ =
+              torch::zeros({kDeviceRowFields, bucket_sizes_.back()}, bk.input.options());
           device_row_padding_[kSlot].fill_(-1);
           device_row_padding_[kTreeBase].fill_(-1);
         }
@@ -379,7 +348,7 @@ class CudaDecoderImpl : public CudaDecoder {
       bk.graph->replay();
       if (timed_) TLT_CUDA_CHECK(cudaEventRecord(step_end_, c10::cuda::getCurrentCUDAStream()));
     } else {
-      Compute(bk);
+      step_->Compute(bk);
     }
   }
 
@@ -388,13 +357,13 @@ class CudaDecoderImpl : public CudaDecoder {
     TLT_CUDA_CHECK(cudaDeviceSynchronize());
     {
       c10::cuda::CUDAStreamGuard guard(side_stream_);
-      Compute(bk);  // writes the same cache entries as the replay that follows
+      step_->Compute(bk);  // writes the same cache entries as the replay that follows
       TLT_CUDA_CHECK(cudaStreamSynchronize(side_stream_.stream()));
       bk.logits = bk.hidden = bk.packed = torch::Tensor();
       auto graph = std::make_unique<at::cuda::CUDAGraph>();
       graph->capture_begin(pool_);
       try {
-        Compute(bk);
+        step_->Compute(bk);
         graph->capture_end();
       } catch (...) {
         // Take the side stream out of capture (the caching allocator then stops routing its
@@ -417,240 +386,8 @@ class CudaDecoderImpl : public CudaDecoder {
     TLT_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
-  void RmsNorm(const torch::Tensor& x, const torch::Tensor& w, torch::Tensor& y,
-               cudaStream_t stream) {
-    TLT_CUDA_CHECK(TltRmsNorm(kernel_dtype_, x.data_ptr(), w.data_ptr(), y.data_ptr(), x.size(0),
-                              x.size(1), static_cast<float>(config_.rms_norm_eps), stream));
-  }
-
-  // The step for bk.size rows; outputs into bk.logits/hidden/packed.
-  void Compute(Bucket& bk) {
-    const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
-    const int64_t D = config_.head_dim, I = config_.intermediate_size;
-    const int64_t max_length = cache_->options().max_length;
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    const int64_t ws_floats = TltDecodeAttentionWorkspaceBytes(B, H, KV, D, max_length) /
-                              static_cast<int64_t>(sizeof(float));
-    const float eps = static_cast<float>(config_.rms_norm_eps);
-    auto gemv_ok = [&](int64_t k) {
-      // options_.gemv_max_rows (4 by default; see its comment).
-      return options_.small_batch_gemv && B <= options_.gemv_max_rows &&
-             TltGemvSupported(kernel_dtype_, B, k) != 0;
-    };
-    if (gemv_ok(config_.hidden_size)) {
-      return ForwardSmall(bk, gemv_ok(H * D), gemv_ok(I), ws_floats, eps);
-    }
-    torch::Tensor h = Input(bk);
-    torch::Tensor x = torch::empty_like(h);
-    RmsNorm(h, w_.layers[0].in_norm, x, stream);
-    for (size_t l = 0; l < w_.layers.size(); ++l) {
-      const LayerWeights& L = w_.layers[l];
-      torch::Tensor qkv = Project(x, L.qkv_w.dest, L.qkv_b.dest, torch::Tensor(), stream);
-      torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
-      h = Project(attn, L.o_w, L.o_b, h, stream);
-      RmsNorm(h, L.post_norm, x, stream);
-      torch::Tensor gate_up =
-          Project(x, L.gate_up_w.dest, torch::Tensor(), torch::Tensor(), stream);
-      torch::Tensor act = torch::empty({B, I}, opts);
-      TLT_CUDA_CHECK(TltSiluMul(kernel_dtype_, gate_up.data_ptr(), act.data_ptr(), B, I, stream));
-      h = Project(act, L.down_w, torch::Tensor(), h, stream);
-      const torch::Tensor& next =
-          l + 1 < w_.layers.size() ? w_.layers[l + 1].in_norm : w_.final_norm;
-      if (next.defined()) {
-        RmsNorm(h, next, x, stream);
-      } else {
-        x = h;  // no final norm (a drafter): the hidden state is the layer's output
-      }
-    }
-    Head(bk, x, /*gemv=*/false, eps, stream);
-  }
-
-  // x [B, k] . w [n, k]^T (+ bias) (+ residual): the tensor-core GEMM where it applies
-  // (options_.tensor_core_gemm), else cuBLAS.
-  torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
-                        const torch::Tensor& residual, cudaStream_t stream) {
-    const int64_t B = x.size(0), n = w.size(0), k = w.size(1);
-    auto aligned = [](const torch::Tensor& t) {
-      return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
-    };
-    if (options_.tensor_core_gemm && B > 4 && x.is_contiguous() && w.is_contiguous() &&
-        aligned(x) && aligned(w) && TltSkinnyGemmSupported(kernel_dtype_, B, n, k) != 0) {
-      torch::Tensor out = torch::empty({B, n}, x.options());
-      const torch::Tensor res = residual.defined() ? residual.contiguous() : torch::Tensor();
-      TltSkinnyGemmParams p{};
-      p.dtype = kernel_dtype_;
-      p.x = x.data_ptr();
-      p.weight = w.data_ptr();
-      p.bias = bias.defined() ? bias.data_ptr() : nullptr;
-      p.residual = res.defined() ? res.data_ptr() : nullptr;
-      p.out = out.data_ptr();
-      p.rows = B;
-      p.n = n;
-      p.k = k;
-      TLT_CUDA_CHECK(TltSkinnyGemm(&p, stream));
-      return out;
-    }
-    torch::Tensor y;
-    if (residual.defined()) {
-      y = torch::addmm(residual, x, w.t());
-      if (bias.defined()) y.add_(bias);
-    } else {
-      y = bias.defined() ? torch::addmm(bias, x, w.t()) : torch::mm(x, w.t());
-    }
-    return y;
-  }
-
-  // The first layer's input: the token embeddings, or the input projection of (embedding,
-  // hidden_in) for a drafter.
-  torch::Tensor Input(Bucket& bk) {
-    torch::Tensor e = w_.embed.index_select(0, bk.input[kToken]);
-    if (!w_.fc_w.defined()) return e;
-    torch::Tensor both = torch::cat({e, bk.hidden_in}, 1);
-    return w_.fc_b.defined() ? torch::addmm(w_.fc_b, both, w_.fc_w.t())
-                             : torch::mm(both, w_.fc_w.t());
-  }
-
-  // Rotary, cache write and attention for one layer; qkv [B, (H + 2 KV) D] -> [B, H D].
-  torch::Tensor Attention(Bucket& bk, const torch::Tensor& qkv, int64_t layer, int64_t ws_floats,
-                          cudaStream_t stream) {
-    const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
-    const int64_t D = config_.head_dim, max_length = cache_->options().max_length;
-    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    const int64_t* positions = bk.input[kPosition].data_ptr<int64_t>();
-    const int64_t* slots = bk.input[kSlot].data_ptr<int64_t>();
-    void* kc = cache_->keys(layer).data_ptr();
-    void* vc = cache_->values(layer).data_ptr();
-    torch::Tensor attn = torch::empty({B, H * D}, opts);
-    torch::Tensor ws = torch::empty({ws_floats}, opts.dtype(torch::kFloat32));
-    if (options_.fuse_rotary && !bk.tree) {
-      TLT_CUDA_CHECK(TltDecodeAttention(
-          kernel_dtype_, qkv.data_ptr(), w_.cos.data_ptr(), w_.sin.data_ptr(), kc, vc, positions,
-          nullptr, nullptr, slots, attn.data_ptr(), ws.data_ptr<float>(),
-          attention_counters_.data_ptr<int>(), B, H, KV, D, max_length, stream));
-    } else {
-      // Tree rows read each other's new keys: all rows write before any attends.
-      const int64_t* rotary = bk.input[kRotaryPosition].data_ptr<int64_t>();
-      const int64_t* base = bk.tree ? bk.input[kTreeBase].data_ptr<int64_t>() : nullptr;
-      const int64_t* mask = bk.tree ? bk.input[kTreeMask].data_ptr<int64_t>() : nullptr;
-      torch::Tensor q = torch::empty({B, H * D}, opts);
-      TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), w_.cos.data_ptr(),
-                                         w_.sin.data_ptr(), positions, rotary, slots, q.data_ptr(),
-                                         kc, vc, B, H, KV, D, max_length, stream));
-      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
-                                        positions, base, mask, slots, attn.data_ptr(),
-                                        ws.data_ptr<float>(), attention_counters_.data_ptr<int>(),
-                                        B, H, KV, D, max_length, stream));
-    }
-    return attn;
-  }
-
-  // Small batches (gpu/gemv_kernels.h): every projection is one GEMV, the RMSNorms fused in
-  // front of q/k/v, gate/up and the LM head, the bias, residual add and SiLU*mul behind; per
-  // layer four GEMVs plus the attention kernel(s), then the LM-head GEMV (float32 logits, the
-  // normed hidden state, greedy argmax) and one tiny pack kernel. gemv_o / gemv_down false (k
-  // too large for the GEMV's shared memory): cuBLAS addmm for that projection.
-  void ForwardSmall(Bucket& bk, bool gemv_o, bool gemv_down, int64_t ws_floats, float eps) {
-    const int64_t B = bk.size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
-    const int64_t D = config_.head_dim, I = config_.intermediate_size;
-    const int64_t qkv_n = (H + 2 * KV) * D;
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
-    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    const torch::Tensor none;
-    torch::Tensor h = Input(bk);
-    for (size_t l = 0; l < w_.layers.size(); ++l) {
-      const LayerWeights& L = w_.layers[l];
-      torch::Tensor qkv = torch::empty({B, qkv_n}, opts);
-      TltGemvParams p = GemvParams(h, L.in_norm, L.qkv_w.dest, qkv, eps);
-      p.bias = TensorPointer(L.qkv_b.dest);
-      TLT_CUDA_CHECK(TltGemv(&p, stream));
-      torch::Tensor attn = Attention(bk, qkv, static_cast<int64_t>(l), ws_floats, stream);
-      if (gemv_o) {
-        torch::Tensor next = torch::empty_like(h);
-        p = GemvParams(attn, none, L.o_w, next, eps);
-        p.bias = TensorPointer(L.o_b);
-        p.residual = h.data_ptr();
-        TLT_CUDA_CHECK(TltGemv(&p, stream));
-        h = next;
-      } else {
-        h = torch::addmm(h, attn, L.o_w.t());
-        if (L.o_b.defined()) h.add_(L.o_b);
-      }
-      torch::Tensor act = torch::empty({B, I}, opts);
-      p = GemvParams(h, L.post_norm, L.gate_up_w.dest, act, eps);
-      p.silu_mul = 1;
-      TLT_CUDA_CHECK(TltGemv(&p, stream));
-      if (gemv_down) {
-        torch::Tensor next = torch::empty_like(h);
-        p = GemvParams(act, none, L.down_w, next, eps);
-        p.residual = h.data_ptr();
-        TLT_CUDA_CHECK(TltGemv(&p, stream));
-        h = next;
-      } else {
-        h = torch::addmm(h, act, L.down_w.t());
-      }
-    }
-    Head(bk, h, /*gemv=*/true, eps, stream);
-  }
-
-  static const void* TensorPointer(const torch::Tensor& t) {
-    return t.defined() ? t.data_ptr() : nullptr;
-  }
-
-  // A GEMV out [B, n] = x [B, k] W^T (W [n, k], or [2 n, k] gate/up rows; n from out's width),
-  // x RMSNorm'ed with `norm` first when defined. Bias, residual and epilogue: the caller.
-  TltGemvParams GemvParams(const torch::Tensor& x, const torch::Tensor& norm,
-                           const torch::Tensor& w, const torch::Tensor& out, float eps) const {
-    TORCH_CHECK(x.is_contiguous() && w.is_contiguous() && out.is_contiguous(),
-                "cuda decoder: GEMV operands must be contiguous");
-    TltGemvParams p{};
-    p.dtype = kernel_dtype_;
-    p.x = x.data_ptr();
-    p.norm_weight = TensorPointer(norm);
-    p.eps = eps;
-    p.weight = w.data_ptr();
-    p.out = out.data_ptr();
-    p.rows = x.size(0);
-    p.n = out.size(1);
-    p.k = x.size(1);
-    return p;
-  }
-
-  // The step's tail (Compute and ForwardSmall): bk.hidden = the final-normed state [B, hidden]
-  // (model dtype), bk.logits = float32 logits [B, V], bk.packed = float64 [2, B]: greedy
-  // tokens (argmax, first index of the maximum) and zero log-probs. gemv: `h` is the residual
-  // stream before the final RMSNorm; one GEMV normalizes it (writing bk.hidden), applies the
-  // head straight to float32 and reduces the argmax per block, a pack kernel finishes it.
-  // Otherwise `h` is already normed: cuBLAS mm, .to(float32), TltGreedyPack.
-  void Head(Bucket& bk, const torch::Tensor& h, bool gemv, float eps, cudaStream_t stream) {
-    const int64_t B = bk.size, V = w_.head.size(0);
-    auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    bk.packed = torch::empty({2, B}, opts.dtype(torch::kFloat64));
-    if (!gemv) {
-      bk.hidden = h;
-      bk.logits = torch::mm(h, w_.head.t()).to(torch::kFloat32).contiguous();
-      TLT_CUDA_CHECK(TltGreedyPack(bk.logits.data_ptr<float>(), B, V, bk.packed.data_ptr<double>(),
-                                   B, stream));
-      return;
-    }
-    // Without a final norm (a drafter) the hidden state is h itself.
-    bk.hidden = w_.final_norm.defined() ? torch::empty_like(h) : h;
-    bk.logits = torch::empty({B, V}, opts.dtype(torch::kFloat32));
-    torch::Tensor ws = torch::empty({TltGemvWorkspaceBytes(B)}, opts.dtype(torch::kUInt8));
-    TltGemvParams p = GemvParams(h, w_.final_norm, w_.head, bk.logits, eps);
-    p.norm_out = w_.final_norm.defined() ? bk.hidden.data_ptr() : nullptr;
-    p.out_float32 = 1;
-    p.greedy_packed = bk.packed.data_ptr<double>();
-    p.packed_stride = B;
-    p.workspace = ws.data_ptr();
-    TLT_CUDA_CHECK(TltGemv(&p, stream));
-  }
-
   // Collects the parameters the kernels read and builds the concatenated weights.
-  void Build() {
-    kernel_dtype_ = KernelDtype(dtype_);
-    w_.Build(source_(), config_, cache_->options());
-  }
+  void Build() { w_.Build(source_(), config_, cache_->options()); }
 
   // Refreshes concatenated weights after in-place loads; rebuilds if a parameter moved. A
   // parameter moved to another device or dtype is an error (the kernels would read it wrongly).
@@ -674,7 +411,6 @@ class CudaDecoderImpl : public CudaDecoder {
   c10::Device exec_device_;  // the weights' device (with its index): every call runs there
   torch::Dtype dtype_ = torch::kBFloat16;
   torch::Device device_ = torch::kCUDA;
-  int kernel_dtype_ = kTltBFloat16;
   c10::cuda::CUDAStream side_stream_;
   decltype(at::cuda::graph_pool_handle()) pool_ = at::cuda::graph_pool_handle();
   const void* cache_pointer_ = nullptr;
@@ -696,6 +432,7 @@ class CudaDecoderImpl : public CudaDecoder {
   int64_t epoch_ = 0;
   torch::Tensor pinned_in_, pinned_out_;
   torch::Tensor attention_counters_;  // int32 [max rows x heads], zero between kernels
+  std::unique_ptr<DecodeStep> step_;  // the kernels of a step (reads w_, the cache, options_)
   bool graphs_disabled_ = false;      // a capture failed: steps run eagerly
 };
 

@@ -21,15 +21,22 @@ double RelDiff(const torch::Tensor& a, const torch::Tensor& b) {
   return ((x - y).abs().max() / y.abs().max().clamp_min(1e-12)).item<double>();
 }
 
-TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  torch::NoGradGuard no_grad;
+// A small Qwen2-shaped model (4 heads of 64, 2 kv heads, vocab 53) the fused kernels take.
+models::Transformer TinyQwen(uint64_t seed, uint64_t perturb_seed) {
   models::ModelConfig c = models::testing::TinyConfig("qwen2", 4, 2, /*tied=*/false, 1e4, 53);
   c.hidden_size = 4 * 64;
   c.head_dim = 64;
-  torch::manual_seed(3);
+  torch::manual_seed(seed);
   models::Transformer model(c);
-  models::testing::PerturbParameters(model, 4);
+  models::testing::PerturbParameters(model, perturb_seed);
+  return model;
+}
+
+TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard no_grad;
+  models::Transformer model = TinyQwen(3, 4);
+  const models::ModelConfig c = model->config();
   model->to(torch::kCUDA, torch::kFloat32);
   model->eval();
   auto options = models::KvCacheOptions::ForModel(c, 2, 96, torch::kFloat32, torch::kCUDA);
@@ -145,12 +152,7 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
 // replaying the loop's CUDA graph, also after an in-place drafter weight load.
 TEST(FusedVerifyTest, DeviceDraftMatchesHostDraftLoop) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  models::ModelConfig c = models::testing::TinyConfig("qwen2", 4, 2, /*tied=*/false, 1e4, 53);
-  c.hidden_size = 4 * 64;
-  c.head_dim = 64;
-  torch::manual_seed(5);
-  models::Transformer target(c);
-  models::testing::PerturbParameters(target, 6);
+  models::Transformer target = TinyQwen(5, 6);
   std::vector<models::Request> requests;
   for (int i = 0; i < 3; ++i) {
     models::Request r;
