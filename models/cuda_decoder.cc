@@ -50,6 +50,12 @@ class CudaDecoderImpl : public CudaDecoder {
     attention_counters_ =
         torch::zeros({TltDecodeAttentionCounterCount(max_bucket, config_.num_attention_heads)},
                      torch::TensorOptions().dtype(torch::kInt32).device(device_));
+    // ForwardDeviceRows' padding columns (slot -1: skipped), made here so that no caller's
+    // capture ever owns them.
+    device_row_padding_ = torch::zeros({kDeviceRowFields, max_bucket},
+                                       torch::TensorOptions().dtype(torch::kInt64).device(device_));
+    device_row_padding_[kSlot].fill_(-1);
+    device_row_padding_[kTreeBase].fill_(-1);
     Build();
     step_ = std::make_unique<DecodeStep>(w_, config_, cache_, options_, dtype_, device_,
                                          attention_counters_);
@@ -191,12 +197,6 @@ class CudaDecoderImpl : public CudaDecoder {
       torch::Tensor fields = bk.input.narrow(0, 0, kDeviceRowFields);
       fields.narrow(1, 0, B).copy_(rows);
       if (B < bk.size) {  // padding rows: slot -1 (skipped), no tree
-        if (!device_row_padding_.defined()) {
-          device_row_padding_ =
-              torch::zeros({kDeviceRowFields, bucket_sizes_.back()}, bk.input.options());
-          device_row_padding_[kSlot].fill_(-1);
-          device_row_padding_[kTreeBase].fill_(-1);
-        }
         fields.narrow(1, B, bk.size - B).copy_(device_row_padding_.narrow(1, 0, bk.size - B));
       }
       timed_ = false;

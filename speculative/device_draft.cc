@@ -108,6 +108,54 @@ Status DeviceDraftLoop::RunLoop(Shape& s) {
   return Status::OK();
 }
 
+// Captures the shape's loop as one graph on the side stream; false (graphs off from then on,
+// the caller drafts eagerly) when the capture fails in any way.
+bool DeviceDraftLoop::Capture(Shape& s) {
+  if (!cuda_) cuda_ = std::make_unique<Cuda>(s.meta.device().index());
+  s.graph.reset();
+  const int64_t epoch = drafter_->epoch();
+  TORCH_CHECK(cudaDeviceSynchronize() == cudaSuccess, "device draft: synchronize");
+  auto graph = std::make_unique<at::cuda::CUDAGraph>();
+  Status captured = Status::OK();
+  bool ended = false;
+  {
+    c10::cuda::CUDAStreamGuard side(cuda_->side_stream);
+    try {
+      graph->capture_begin(cuda_->pool);
+      try {
+        captured = RunLoop(s);
+      } catch (const c10::Error& e) {
+        captured = Internal(e.what_without_backtrace());
+      }
+      graph->capture_end();  // ends the allocator's routing to the pool too
+      ended = true;
+    } catch (const c10::Error& e) {
+      if (captured.ok()) captured = Internal(e.what_without_backtrace());
+    }
+    if (!ended) {  // capture_end failed: take the stream out of capture at least
+      cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+      cudaStream_t stream = cuda_->side_stream.stream();
+      if (cudaStreamIsCapturing(stream, &status) == cudaSuccess &&
+          status != cudaStreamCaptureStatusNone) {
+        cudaGraph_t partial = nullptr;
+        cudaStreamEndCapture(stream, &partial);
+        if (partial != nullptr) cudaGraphDestroy(partial);
+      }
+      (void)cudaGetLastError();
+    }
+  }
+  if (!captured.ok() || drafter_->epoch() != epoch) {
+    graphs_disabled_ = true;
+    LOG(WARNING) << "device draft: CUDA graph capture failed ("
+                 << (captured.ok() ? "the drafter's graphs changed" : captured.ToString())
+                 << "); drafting without graphs";
+    return false;
+  }
+  s.graph = std::move(graph);
+  s.epoch = epoch;
+  return true;
+}
+
 Result<std::vector<DraftTree>> DeviceDraftLoop::Draft(
     const Strategy& strategy, const std::vector<DeviceDraftRequest>& requests,
     const torch::Tensor& root_hidden, const torch::Tensor& root_logits) {
@@ -124,17 +172,17 @@ Result<std::vector<DraftTree>> DeviceDraftLoop::Draft(
   c10::cuda::CUDAGuard guard(device);
   try {
     std::unique_ptr<Shape>& slot = shapes_[std::make_tuple(B, k, max_depth)];
-    if (!slot) {
+    if (!slot) {  // built whole before it enters the map (an allocation may throw)
       auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(device);
-      slot = std::make_unique<Shape>();
-      Shape& s = *slot;
+      auto shape = std::make_unique<Shape>();
+      Shape& s = *shape;
       s.batch = B;
       s.k = k;
       s.max_depth = max_depth;
       s.capacity = 1 + k + (max_depth - 1) * k * k;
       s.meta = torch::empty({3 * B}, i64);
-      s.root_hidden = torch::empty_like(root_hidden);
-      s.root_logits = torch::empty_like(root_logits);
+      s.root_hidden = torch::empty({B, root_hidden.size(1)}, root_hidden.options());
+      s.root_logits = torch::empty({B, root_logits.size(1)}, root_logits.options());
       s.candidates = torch::empty({B, 3, s.capacity}, i64.dtype(torch::kFloat64));
       s.frontier = torch::empty({B * k}, i64.dtype(torch::kInt32));
       s.frontier_mask = torch::empty({B * k}, i64);
@@ -142,51 +190,22 @@ Result<std::vector<DraftTree>> DeviceDraftLoop::Draft(
       s.gather = torch::empty({B * k}, i64);
       s.values = torch::empty({B * k, k}, i64.dtype(torch::kFloat32));
       s.ids = torch::empty({B * k, k}, i64);
+      slot = std::move(shape);
     }
     Shape& s = *slot;
     std::vector<int64_t> meta;  // base, slot, root token: [3, B]
     for (const auto& r : requests) meta.push_back(r.base);
     for (const auto& r : requests) meta.push_back(r.slot);
     for (const auto& r : requests) meta.push_back(r.root_token);
-    s.meta.copy_(torch::tensor(meta, torch::kInt64));
+    // Pinned and asynchronous: the host goes on queuing while the device finishes earlier work.
+    s.meta.copy_(torch::tensor(meta, torch::kInt64).pin_memory(), /*non_blocking=*/true);
     s.root_hidden.copy_(root_hidden);
     s.root_logits.copy_(root_logits);
     RETURN_NOT_OK(drafter_->Refresh());
     const bool graphs = use_graphs_ && !graphs_disabled_;
     if (graphs && s.graph && s.epoch == drafter_->epoch()) {
       s.graph->replay();
-    } else if (graphs && s.eager_runs > 0) {
-      if (!cuda_) cuda_ = std::make_unique<Cuda>(device.index());
-      s.graph.reset();
-      TORCH_CHECK(cudaDeviceSynchronize() == cudaSuccess, "device draft: synchronize");
-      auto graph = std::make_unique<at::cuda::CUDAGraph>();
-      Status captured = Status::OK();
-      {
-        c10::cuda::CUDAStreamGuard side(cuda_->side_stream);
-        graph->capture_begin(cuda_->pool);
-        try {
-          captured = RunLoop(s);
-        } catch (...) {
-          // End the capture (the allocator then stops routing to the graph pool) and draft
-          // eagerly from now on.
-          cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-          cudaStream_t stream = cuda_->side_stream.stream();
-          if (cudaStreamIsCapturing(stream, &status) == cudaSuccess &&
-              status != cudaStreamCaptureStatusNone) {
-            cudaGraph_t partial = nullptr;
-            cudaStreamEndCapture(stream, &partial);
-            if (partial != nullptr) cudaGraphDestroy(partial);
-          }
-          (void)cudaGetLastError();
-          graphs_disabled_ = true;
-          LOG(WARNING) << "device draft: CUDA graph capture failed; drafting without graphs";
-          throw;
-        }
-        graph->capture_end();
-      }
-      if (!captured.ok()) return captured;
-      s.graph = std::move(graph);
-      s.epoch = drafter_->epoch();
+    } else if (graphs && s.eager_runs > 0 && Capture(s)) {
       s.graph->replay();
     } else {
       RETURN_NOT_OK(RunLoop(s));

@@ -72,6 +72,7 @@ class DeviceDraftLoop {
  private:
   struct Shape;  // static buffers and graph of one (batch size, top-k, depth)
   Status RunLoop(Shape& shape);
+  bool Capture(Shape& shape);
 
   models::CudaDecoder* drafter_;
   bool use_graphs_;

@@ -111,8 +111,9 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
     for (int64_t r = 0, offset = 0; r < R; offset += count[r], ++r) {
       newest.push_back(offset + count[r] - 1);
     }
-    const torch::Tensor newest_rows =
-        torch::tensor(newest, torch::kInt64).to(stepped->hidden.device());
+    const torch::Tensor newest_rows = torch::tensor(newest, torch::kInt64)
+                                          .pin_memory()
+                                          .to(stepped->hidden.device(), /*non_blocking=*/true);
     const torch::Tensor last_hidden = stepped->hidden.index_select(0, newest_rows);
     if (root_logits != nullptr && R == static_cast<int64_t>(batch.size())) {
       *root_logits = stepped->logits.index_select(0, newest_rows);
@@ -217,17 +218,18 @@ DraftTree SpeculativeEngine::Draft(Sequence* seq, const Strategy& strategy,
   return tree;
 }
 
-std::vector<DraftTree> SpeculativeEngine::DraftBatch(
-    const std::vector<Sequence*>& batch, const Strategy& strategy,
-    const std::vector<torch::Tensor>& root_hidden, const torch::Tensor& root_logits) {
+std::vector<DraftTree> SpeculativeEngine::DraftBatch(const std::vector<Sequence*>& batch,
+                                                     const Strategy& strategy,
+                                                     const std::vector<torch::Tensor>& root_hidden,
+                                                     const torch::Tensor& root_logits) {
   const int64_t B = static_cast<int64_t>(batch.size());
   const int64_t V = target_->config().vocab_size, k = std::min(strategy.top_k, V);
 #ifdef TLT_SPECULATIVE_DEVICE_DRAFT
   if (drafter_decoder_ && options_.device_draft) {
     std::vector<DeviceDraftRequest> requests;
     for (Sequence* seq : batch) {
-      requests.push_back({seq->context.back(), drafter_cache_->length(seq->drafter_slot),
-                          seq->drafter_slot});
+      requests.push_back(
+          {seq->context.back(), drafter_cache_->length(seq->drafter_slot), seq->drafter_slot});
     }
     if (DeviceDraftFits(strategy, V, requests, drafter_decoder_->max_rows(),
                         drafter_cache_->options().max_length)) {
@@ -253,8 +255,8 @@ std::vector<DraftTree> SpeculativeEngine::DraftBatch(
   std::vector<DraftTreeBuilder> builders;
   {
     torch::Tensor roots = torch::stack(root_hidden);  // [B, H]
-    auto [values, ids] = TopKOnHost(
-        root_logits.defined() ? root_logits : Drafter::Impl::Logits(target_, roots), k);
+    auto [values, ids] =
+        TopKOnHost(root_logits.defined() ? root_logits : Drafter::Impl::Logits(target_, roots), k);
     for (int64_t b = 0; b < B; ++b) {
       base[b] = drafter_cache_->length(batch[b]->drafter_slot);
       predicted[b][0] = root_hidden[b];
