@@ -71,6 +71,25 @@ TEST(StrategyTest, BuildsEagleTreeAndChain) {
   }
 }
 
+// Equal draft log-probs rank the smaller token id first (the order the device drafting loop
+// uses, gpu/draft_kernels.h), whatever order the top-k came in; PruneCandidates keeps the best
+// nodes with their ancestors and breaks score ties by depth, then index.
+TEST(StrategyTest, TiesRankTheSmallerTokenFirst) {
+  Strategy s = ParseStrategy("1_3_3").value();
+  const torch::Tensor values = torch::tensor({-1.0, -1.0, -1.0}, torch::kFloat64);
+  DraftTreeBuilder builder(s, 0, values, torch::tensor({9, 2, 5}, torch::kInt64));
+  ASSERT_TRUE(builder.done());
+  EXPECT_EQ(builder.candidates().tokens, (std::vector<int64_t>{0, 2, 5, 9}));
+  DraftTree candidates = DraftTree::Root(0);
+  const int64_t a = candidates.Add(0, 4), b = candidates.Add(0, 6);
+  candidates.Add(a, 1);
+  candidates.Add(b, 3);
+  // Scores: a -0.5, b -1, a's child -2, b's child -1: b ties with its child (shallower first).
+  DraftTree kept = PruneCandidates(candidates, {0.0, -0.5, -1.0, -2.0, -1.0}, 3);
+  EXPECT_EQ(kept.tokens, (std::vector<int64_t>{0, 4, 6, 3}));
+  EXPECT_EQ(kept.parents, (std::vector<int64_t>{-1, 0, 0, 2}));
+}
+
 TEST(StrategyTest, AncestorMask) {
   DraftTree t = DraftTree::Root(0);
   t.Add(0, 1);  // 1
