@@ -24,4 +24,11 @@ for row in rows:
         else:
             cells.append(f"{e['tokens_per_s']:14.0f}")
     print(f"{row['batch']:5d} " + " ".join(f"{c:>14}" for c in cells))
+phased = [(row["batch"], n, row[n]) for row in rows for n in names if "phase_seconds" in row[n]]
+if phased:
+    print("ms per SD step, by phase (configs with :phases; synchronized between phases)")
+    for bs, n, e in phased:
+        steps = max(e["sd_on_steps"], 1)
+        cells = " ".join(f"{k} {v * 1e3 / steps:.3f}" for k, v in e["phase_seconds"].items())
+        print(f"  batch {bs} {n}: {cells}; step {e['seconds'] * 1e3 / steps:.3f}")
 PY

@@ -331,7 +331,8 @@ int main(int argc, char** argv) {
         o.fused_plain_decode = a.fused_plain_decode;
         o.tensor_core_gemm = a.tc_gemm;
         // NAME[:VARIANT...]: "host" drafts with the host loop (device_draft off), "gemvN" lets
-        // target steps of up to N rows take the GEMV path (target_gemv_max_rows).
+        // target steps of up to N rows take the GEMV path (target_gemv_max_rows), "phases"
+        // times the SD step's phases (phase_timing; adds synchronizations).
         std::stringstream parts(name);
         std::string base, part;
         std::getline(parts, base, ':');
@@ -356,6 +357,8 @@ int main(int argc, char** argv) {
         while (std::getline(parts, part, ':')) {
           if (part == "host") {
             o.device_draft = false;
+          } else if (part == "phases") {
+            o.phase_timing = true;
           } else if (part.rfind("gemv", 0) == 0) {
             o.target_gemv_max_rows = std::stoll(part.substr(4));
           } else {
@@ -374,6 +377,7 @@ int main(int argc, char** argv) {
                  {"plain_seconds", s.plain_seconds},
                  {"sd_on_steps", s.sd_on_steps},
                  {"sd_off_steps", s.sd_off_steps}};
+        if (!s.phase_seconds.empty()) entry["phase_seconds"] = s.phase_seconds;
       }
       entry["tokens_per_s"] = tokens / seconds;
       entry["tokens"] = tokens;

@@ -152,15 +152,18 @@ Status KvCache::CopyPositions(const std::vector<int64_t>& slots, const std::vect
   }
   const int64_t n = static_cast<int64_t>(index[0].size());
   if (n == 0) return Status::OK();
-  std::vector<int64_t> all(index[0]);
-  all.insert(all.end(), index[1].begin(), index[1].end());
-  all.insert(all.end(), index[2].begin(), index[2].end());
-  torch::Tensor t = torch::tensor(all, torch::kInt64).to(options_.device);  // one copy
-  using torch::indexing::Slice;
-  const torch::Tensor s = t.narrow(0, 0, n), from = t.narrow(0, n, n), to = t.narrow(0, 2 * n, n);
-  // [2, layers, n, kv heads, head dim], gathered before any write.
-  torch::Tensor rows = storage_.index({Slice(), Slice(), s, from});
-  storage_.index_put_({Slice(), Slice(), s, to}, rows);
+  // Positions as rows of [2 * layers, slots * max_length, kv heads * head dim]: one gather of
+  // every moving row before one scatter (a pair may read a position another pair writes).
+  const int64_t T = options_.max_length;
+  std::vector<int64_t> rows_index(2 * n);
+  for (int64_t i = 0; i < n; ++i) {
+    rows_index[i] = index[0][i] * T + index[1][i];
+    rows_index[n + i] = index[0][i] * T + index[2][i];
+  }
+  const torch::Tensor t = torch::tensor(rows_index, torch::kInt64).to(options_.device);  // one copy
+  const torch::Tensor flat = storage_.view({storage_.size(0) * storage_.size(1),
+                                            storage_.size(2) * T, -1});
+  flat.index_copy_(1, t.narrow(0, n, n), flat.index_select(1, t.narrow(0, 0, n)));
   return Status::OK();
 }
 

@@ -438,6 +438,14 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   const Strategy strategy = bandit_ ? bandit_->strategies()[arm] : options_.strategy;
   Synchronize();
   const auto t0 = std::chrono::steady_clock::now();
+  auto lap_start = t0;
+  auto lap = [&](const char* phase) {  // phase_timing: the phase just ended
+    if (!options_.phase_timing) return;
+    Synchronize();
+    const auto now = std::chrono::steady_clock::now();
+    stats_.phase_seconds[phase] += std::chrono::duration<double>(now - lap_start).count();
+    lap_start = now;
+  };
   std::vector<torch::Tensor> root_hidden(batch.size());
   torch::Tensor root_logits;  // the roots' draft logits from the catch-up step, when it gives them
   if (!options_.draft_oracle) {
@@ -448,6 +456,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
       if (!h.defined()) return PlainDecode(batch);
     }
   }
+  lap("catch_up");
   std::vector<DraftTree> trees;
   if (options_.draft_oracle || options_.sample_drafts) {
     for (size_t b = 0; b < batch.size(); ++b)
@@ -462,10 +471,12 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     slots.push_back(seq->target_slot);
   }
   Synchronize();
+  lap("draft");
   const auto t1 = std::chrono::steady_clock::now();
   // Per request: float32 logits [n, V] and hidden states [n, H] of its n tree nodes.
   std::vector<torch::Tensor> node_logits, node_hidden;
   RETURN_NOT_OK(VerifyForward(trees, starts, slots, &node_logits, &node_hidden));
+  lap("verify_forward");
   std::vector<int64_t>& histogram = stats_.accepted_histogram[strategy.Name()];
   if (histogram.size() < static_cast<size_t>(strategy.max_draft_tokens() + 1)) {
     histogram.resize(strategy.max_draft_tokens() + 1, 0);
@@ -511,6 +522,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
       }
     }
   }
+  lap("accept");
   // Bookkeeping for the whole batch: one cache compaction, one gather of the kept hidden states
   // (the drafter's next pairs: root and accepted nodes) and one of the tokens' log-probs.
   std::vector<int64_t> copy_slots, copy_src, copy_dst, kept_rows, kept_tokens;
@@ -563,6 +575,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     k += n;
   }
   Synchronize();
+  lap("commit");
   const auto t2 = std::chrono::steady_clock::now();
   const double draft = std::chrono::duration<double>(t1 - t0).count();
   const double verify = std::chrono::duration<double>(t2 - t1).count();

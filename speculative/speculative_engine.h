@@ -117,6 +117,9 @@ struct SpeculativeEngineOptions {
   // Testing/analysis hook: when set, called with every SD step's draft trees (batch order)
   // before they are verified.
   std::function<void(const std::vector<DraftTree>& trees)> draft_observer;
+  // Analysis: synchronize the device between the phases of each SD step and add their times to
+  // SpeculativeStats::phase_seconds (costs a few device synchronizations a step).
+  bool phase_timing = false;
 };
 
 struct SpeculativeStats {
@@ -131,6 +134,10 @@ struct SpeculativeStats {
   double plain_seconds = 0;      // plain decode steps
   // Strategy name -> histogram of request-steps by accepted draft tokens (index = accepted).
   std::map<std::string, std::vector<int64_t>> accepted_histogram;
+  // With SpeculativeEngineOptions::phase_timing: seconds per phase of the SD steps: "catch_up"
+  // (drafter fed the accepted pairs), "draft" (trees grown), "verify_forward" (target tree
+  // forward), "accept" (acceptance decisions), "commit" (caches, hidden states, outputs).
+  std::map<std::string, double> phase_seconds;
 
   // Tokens gained per request-step (accepted + 1): the "accept length".
   double mean_accept_length() const {
