@@ -13,16 +13,18 @@
 //    batch <= 32 after 10 steps); with the mean accepted length, draft and verify seconds.
 //
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
-//     --intermediate 2816] [--sft-steps 300 --drafter-steps 400]
+//     --intermediate 2816] [--sft-steps 300 --drafter-steps 800 --drafter-sequences 1024]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
-//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 1] [--adaptive-strategies 8_4_48,...]
+//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 1] [--min-requests 16]
+//     [--adaptive-strategies 8_4_48,...]
 // A strategy (and an --adaptive entry, default "adaptive") may carry variants after colons,
 // compared side by side in one run: "6_4_16:host" drafts with the host loop instead of on the
 // device, "6_1_6:gemv8" verifies through the GEMV kernels up to 8 rows ("adaptive,adaptive:gemv16").
 // --tc-gemm 1: SpeculativeEngineOptions::tensor_core_gemm (verification steps of 5-64 rows
 // through gpu/skinny_gemm.h). --waves N measures N batches of requests one after another
 // (different held-out prompts), so that adaptive mode's bandit, which explores untried arms
-// first, is measured over more than one short batch.
+// first, is measured over more than one short batch; small batch sizes run more waves, so that
+// every batch size measures at least --min-requests requests (accepted lengths vary by prompt).
 // Prints one JSON object on stdout; progress on stderr.
 #include <torch/torch.h>
 
@@ -46,7 +48,9 @@ namespace {
 struct Args {
   std::string device = "cuda", sizes = "1,2,4,8,16,32,64", strategies = "6_1_6,6_4_16";
   int64_t hidden = 1024, layers = 24, heads = 16, kv_heads = 4, intermediate = 2816;
-  int64_t sft_steps = 300, sft_batch = 64, drafter_steps = 400, new_tokens = 96;
+  int64_t sft_steps = 300, sft_batch = 64, drafter_steps = 800, new_tokens = 96;
+  int64_t drafter_sequences = 1024;  // recorded target outputs the drafter trains on
+  int64_t min_requests = 16;         // measured requests per batch size, at least (more waves)
   bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
   bool tc_gemm = false;             // SpeculativeEngineOptions::tensor_core_gemm
   int64_t waves = 1;                // measured batches of requests per batch size
@@ -161,6 +165,10 @@ int main(int argc, char** argv) {
       a.adaptive_strategies = v;
     else if (k == "--waves")
       a.waves = std::max<int64_t>(1, std::stoll(v));
+    else if (k == "--min-requests")
+      a.min_requests = std::max<int64_t>(1, std::stoll(v));
+    else if (k == "--drafter-sequences")
+      a.drafter_sequences = std::max<int64_t>(1, std::stoll(v));
     else {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
@@ -217,7 +225,7 @@ int main(int argc, char** argv) {
   // 2. Drafter trained on the target's greedy outputs (float32).
   start = std::chrono::steady_clock::now();
   std::vector<m::Request> train_requests;
-  for (int64_t i = 0; i < 512; ++i) {
+  for (int64_t i = 0; i < a.drafter_sequences; ++i) {
     m::Request r;
     r.prompt = Encode(vocab, 3, i).first;
     r.max_new_tokens = 200;
@@ -292,7 +300,8 @@ int main(int argc, char** argv) {
     // Measured: --waves batches of bs requests one after another (wave 0 = the warm-up's
     // requests, later waves other held-out prompts); tokens and seconds summed over them.
     std::vector<std::vector<m::Request>> waves = {requests};
-    for (int64_t w = 1; w < a.waves; ++w) {
+    const int64_t num_waves = std::max(a.waves, (a.min_requests + bs - 1) / bs);
+    for (int64_t w = 1; w < num_waves; ++w) {
       std::vector<m::Request> wave = requests;
       for (int64_t i = 0; i < bs; ++i) wave[i].prompt = Encode(vocab, 4, i + w * bs, 8).first;
       waves.push_back(wave);

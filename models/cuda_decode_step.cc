@@ -73,7 +73,8 @@ class DecodeStep::Impl {
   }
 
   // x [B, k] . w [n, k]^T (+ bias) (+ residual): the tensor-core GEMM where it applies
-  // (options_.tensor_core_gemm), else cuBLAS.
+  // (options_.tensor_core_gemm), else cuBLAS, which accumulates into `residual` in place (the
+  // step's own residual stream, read by nothing else).
   torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias,
                         const torch::Tensor& residual, cudaStream_t stream) {
     const int64_t B = x.size(0), n = w.size(0), k = w.size(1);
@@ -99,7 +100,9 @@ class DecodeStep::Impl {
     }
     torch::Tensor y;
     if (residual.defined()) {
-      y = torch::addmm(residual, x, w.t());
+      // In place: one GEMM with beta 1 (addmm into a new tensor first copies the residual).
+      y = residual;
+      y.addmm_(x, w.t());
       if (bias.defined()) y.add_(bias);
     } else {
       y = bias.defined() ? torch::addmm(bias, x, w.t()) : torch::mm(x, w.t());
@@ -179,7 +182,7 @@ class DecodeStep::Impl {
         TLT_CUDA_CHECK(TltGemv(&p, stream));
         h = next;
       } else {
-        h = torch::addmm(h, attn, L.o_w.t());
+        h.addmm_(attn, L.o_w.t());  // in place: the step's own residual stream
         if (L.o_b.defined()) h.add_(L.o_b);
       }
       torch::Tensor act = torch::empty({B, I}, opts);
@@ -193,7 +196,7 @@ class DecodeStep::Impl {
         TLT_CUDA_CHECK(TltGemv(&p, stream));
         h = next;
       } else {
-        h = torch::addmm(h, act, L.down_w.t());
+        h.addmm_(act, L.down_w.t());
       }
     }
     Head(bk, h, /*gemv=*/true, eps, stream);

@@ -103,7 +103,8 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
         decode_rows.push_back(row);
       }
     }
-    auto stepped = drafter_decoder_->Forward(decode_rows, torch::cat(inputs, 0));
+    auto stepped = drafter_decoder_->Forward(
+        decode_rows, inputs.size() == 1 ? inputs[0] : torch::cat(inputs, 0));
     TORCH_CHECK(stepped.ok(), "drafter step: ", stepped.status().ToString());
     // Each request's newest fed row, gathered once (copies: the decoder's buffers change next
     // call); with every request fed, also their draft logits for the caller.
@@ -111,12 +112,17 @@ std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<S
     for (int64_t r = 0, offset = 0; r < R; offset += count[r], ++r) {
       newest.push_back(offset + count[r] - 1);
     }
-    const torch::Tensor newest_rows = torch::tensor(newest, torch::kInt64)
-                                          .pin_memory()
-                                          .to(stepped->hidden.device(), /*non_blocking=*/true);
-    const torch::Tensor last_hidden = stepped->hidden.index_select(0, newest_rows);
-    if (root_logits != nullptr && R == static_cast<int64_t>(batch.size())) {
-      *root_logits = stepped->logits.index_select(0, newest_rows);
+    const bool want_logits = root_logits != nullptr && R == static_cast<int64_t>(batch.size());
+    torch::Tensor last_hidden;
+    if (R == 1) {  // one request: its newest row, copied (no index to send)
+      last_hidden = stepped->hidden.narrow(0, newest[0], 1).clone();
+      if (want_logits) *root_logits = stepped->logits.narrow(0, newest[0], 1).clone();
+    } else {
+      const torch::Tensor newest_rows = torch::tensor(newest, torch::kInt64)
+                                            .pin_memory()
+                                            .to(stepped->hidden.device(), /*non_blocking=*/true);
+      last_hidden = stepped->hidden.index_select(0, newest_rows);
+      if (want_logits) *root_logits = stepped->logits.index_select(0, newest_rows);
     }
     for (int64_t r = 0; r < R; ++r) {
       Sequence* seq = batch[rows[r]];

@@ -105,8 +105,10 @@ struct SpeculativeEngineOptions {
   // one copy to the host per step instead of one per depth; false: the host loop of
   // DraftTreeBuilder (the reference the tests compare it with).
   bool device_draft = true;
-  // Pending drafter pairs per request beyond which they are fed to the drafter at once.
-  int64_t max_pending_pairs = 64;
+  // Pending drafter pairs per request beyond which they are fed to the drafter at once (bounds
+  // the kept hidden states while SD is off; feeding late is no dearer, and a request that ends
+  // before SD turns on is never fed).
+  int64_t max_pending_pairs = 256;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
   // request's temperature/top-k/top-p (uniforms on stream kDraftStream) and verified with
   // VerifySampledChain; otherwise drafts are the drafter's top-k, verified with VerifyTree.
