@@ -72,4 +72,11 @@ cudaError_t TltDecodeAttention(int dtype, const void* q, const void* cos, const 
 cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,
                        int64_t intermediate, cudaStream_t stream);
 
+// A drafter's input rows: out [rows, 2 H] = (embed[tokens[b]], hidden[g]) with g = gather[b]
+// (gather null: g = b) for b < hidden_rows, and (embed[tokens[b]], 0) for the rows after
+// (padding). Copies only (no rounding); tokens int64 [rows], embed [vocab, H], hidden [*, H].
+cudaError_t TltEmbedConcat(int dtype, const int64_t* tokens, const void* embed, const void* hidden,
+                           const int64_t* gather, void* out, int64_t rows, int64_t hidden_rows,
+                           int64_t hidden_size, cudaStream_t stream);
+
 }  // extern "C"

@@ -47,7 +47,7 @@ class DecodeStep::Impl {
     if (gemv_ok(config_.hidden_size)) {
       return ForwardSmall(bk, gemv_ok(H * D), gemv_ok(I), ws_floats, eps);
     }
-    torch::Tensor h = Input(bk);
+    torch::Tensor h = Input(bk, /*gemv=*/false);
     torch::Tensor x = torch::empty_like(h);
     RmsNorm(h, w_.layers[0].in_norm, x, stream);
     for (size_t l = 0; l < w_.layers.size(); ++l) {
@@ -111,11 +111,26 @@ class DecodeStep::Impl {
   }
 
   // The first layer's input: the token embeddings, or the input projection of (embedding,
-  // hidden_in) for a drafter.
-  torch::Tensor Input(StepBuffers& bk) {
-    torch::Tensor e = w_.embed.index_select(0, bk.input[kToken]);
-    if (!w_.fc_w.defined()) return e;
-    torch::Tensor both = torch::cat({e, bk.hidden_in}, 1);
+  // hidden input) for a drafter: one kernel concatenates them (gathering the hidden rows when
+  // bk.hidden_source is set), then one GEMV (gemv: small buckets) or cuBLAS projects.
+  torch::Tensor Input(StepBuffers& bk, bool gemv) {
+    if (!w_.fc_w.defined()) return w_.embed.index_select(0, bk.input[kToken]);
+    const int64_t B = bk.size, H = config_.hidden_size;
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+    const bool gathered = bk.hidden_source.defined();
+    const torch::Tensor& source = gathered ? bk.hidden_source : bk.hidden_in;
+    torch::Tensor both = torch::empty({B, 2 * H}, source.options());
+    TLT_CUDA_CHECK(TltEmbedConcat(
+        kernel_dtype_, bk.input[kToken].data_ptr<int64_t>(), w_.embed.data_ptr(),
+        source.data_ptr(), gathered ? bk.hidden_gather.data_ptr<int64_t>() : nullptr,
+        both.data_ptr(), B, gathered ? bk.hidden_rows : B, H, stream));
+    if (gemv && TltGemvSupported(kernel_dtype_, B, 2 * H) != 0) {
+      torch::Tensor out = torch::empty({B, H}, both.options());
+      TltGemvParams p = GemvParams(both, torch::Tensor(), w_.fc_w, out, 0.0f);
+      p.bias = TensorPointer(w_.fc_b);
+      TLT_CUDA_CHECK(TltGemv(&p, stream));
+      return out;
+    }
     return w_.fc_b.defined() ? torch::addmm(w_.fc_b, both, w_.fc_w.t())
                              : torch::mm(both, w_.fc_w.t());
   }
@@ -166,7 +181,7 @@ class DecodeStep::Impl {
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
     const torch::Tensor none;
-    torch::Tensor h = Input(bk);
+    torch::Tensor h = Input(bk, /*gemv=*/true);
     for (size_t l = 0; l < w_.layers.size(); ++l) {
       const LayerWeights& L = w_.layers[l];
       torch::Tensor qkv = torch::empty({B, qkv_n}, opts);

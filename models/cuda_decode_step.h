@@ -2,8 +2,9 @@
 // decoder's .cc files); compiled only with a CUDA LibTorch and the gpu/ kernels.
 //
 // Compute() launches, on the current stream, the kernels of one step for buffers.size rows
-// from the staged inputs (StepBuffers::input, and hidden_in for a model with an input
-// projection): buckets of <= options.gemv_max_rows rows run the small-batch GEMVs with the
+// from the staged inputs (StepBuffers::input, and hidden_in or a gathered hidden_source for a
+// model with an input projection, whose embedding/hidden concatenation is one kernel and whose
+// projection is a GEMV in small buckets): buckets of <= options.gemv_max_rows rows run the small-batch GEMVs with the
 // RMSNorms, bias/residual adds and SiLU*mul fused (ForwardSmall), larger ones cuBLAS (or the
 // tensor-core GEMMs) around the same attention kernels; then the LM head writes float32 logits,
 // the hidden states and the greedy pack into the buffers (models/cuda_decoder.h describes the
@@ -57,6 +58,11 @@ struct StepBuffers {
   torch::Tensor hidden;     // [size, hidden]
   torch::Tensor packed;     // float64 [2, size]: greedy tokens, zero log-probs
   torch::Tensor hidden_in;  // [size, hidden]: the input projection's per-row input (drafters)
+  // Set only while a step is recorded into a caller's capture (ForwardDeviceRows with a
+  // gather): row b's input is hidden_source[hidden_gather[b]] for b < hidden_rows (zeros
+  // after), read in place instead of staged in hidden_in.
+  torch::Tensor hidden_source, hidden_gather;
+  int64_t hidden_rows = 0;
 };
 
 class DecodeStep {

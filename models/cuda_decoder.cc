@@ -166,8 +166,8 @@ class CudaDecoderImpl : public CudaDecoder {
     }
   }
 
-  Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows,
-                                        const torch::Tensor& hidden_in) override {
+  Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows, const torch::Tensor& hidden_in,
+                                        const torch::Tensor& gather) override {
     if (rows.dim() != 2 || rows.size(0) != kDeviceRowFields ||
         rows.scalar_type() != torch::kInt64 || rows.device() != w_.embed.device() ||
         rows.size(1) < 1 || rows.size(1) > bucket_sizes_.back()) {
@@ -179,10 +179,21 @@ class CudaDecoderImpl : public CudaDecoder {
     if (w_.fc_w.defined() != hidden_in.defined() ||
         (hidden_in.defined() &&
          (hidden_in.dim() != 2 || hidden_in.size(0) != B ||
-          hidden_in.size(1) != config_.hidden_size || hidden_in.device() != w_.embed.device()))) {
+          hidden_in.size(1) != config_.hidden_size || hidden_in.device() != w_.embed.device()) &&
+         !gather.defined())) {
       return InvalidArgument(
           "cuda decoder: hidden_in must be [rows, hidden] on the device exactly when the model "
           "has an input projection");
+    }
+    if (gather.defined() &&
+        (!hidden_in.defined() || hidden_in.dim() != 2 ||
+         hidden_in.size(1) != config_.hidden_size || hidden_in.device() != w_.embed.device() ||
+         !hidden_in.is_contiguous() || hidden_in.scalar_type() != dtype_ || gather.dim() != 1 ||
+         gather.size(0) != B || gather.scalar_type() != torch::kInt64 ||
+         gather.device() != w_.embed.device() || !gather.is_contiguous())) {
+      return InvalidArgument(
+          "cuda decoder: a gather needs int64 [rows] indices and a contiguous [m, hidden] "
+          "hidden_in of the model's dtype on the device");
     }
     try {
       c10::cuda::CUDAGuard guard(exec_device_);
@@ -200,7 +211,20 @@ class CudaDecoderImpl : public CudaDecoder {
         fields.narrow(1, B, bk.size - B).copy_(device_row_padding_.narrow(1, 0, bk.size - B));
       }
       timed_ = false;
-      Launch(bk, B, hidden_in, direct);
+      if (gather.defined() && direct) {  // the input kernel reads the caller's buffers in place
+        bk.hidden_source = hidden_in;
+        bk.hidden_gather = gather;
+        bk.hidden_rows = B;
+        try {
+          step_->Compute(bk);
+        } catch (...) {
+          bk.hidden_source = bk.hidden_gather = torch::Tensor();
+          throw;
+        }
+        bk.hidden_source = bk.hidden_gather = torch::Tensor();
+      } else {
+        Launch(bk, B, gather.defined() ? hidden_in.index_select(0, gather) : hidden_in, direct);
+      }
       return StepTensors{bk.logits.narrow(0, 0, B), bk.hidden.narrow(0, 0, B)};
     } catch (const c10::Error& e) {
       return Internal(std::string("cuda decoder: ") + e.what_without_backtrace());

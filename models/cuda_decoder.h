@@ -150,8 +150,11 @@ class CudaDecoder {
   // speculative/device_draft.h captures all its depths as one graph), the step's kernels are
   // recorded into that capture, with buffers of their own that belong to it, instead of
   // replaying this decoder's graph.
+  // gather (int64 [n] on the device, optional): row i's hidden input is hidden_in[gather[i]]
+  // (any number of rows in hidden_in), read by the step's input kernel without a staging copy.
   virtual Result<StepTensors> ForwardDeviceRows(const torch::Tensor& rows,
-                                                const torch::Tensor& hidden_in) = 0;
+                                                const torch::Tensor& hidden_in,
+                                                const torch::Tensor& gather = {}) = 0;
   // For callers replaying a graph that recorded this decoder's steps: applies in-place weight
   // loads to the concatenated copies and notices a moved cache (call before each replay). The
   // recorded steps stay valid while epoch() is unchanged; Invalidate(), a moved cache or moved

@@ -95,15 +95,16 @@ Status DeviceDraftLoop::RunLoop(Shape& s) {
   RETURN_NOT_OK(CudaStatus(TltDraftExpand(&p, stream()), "root expansion"));
   torch::Tensor source = s.root_hidden;  // the hidden states the next rows gather from
   for (int64_t depth = 1; depth < s.max_depth; ++depth) {
-    const torch::Tensor hidden_in = source.index_select(0, s.gather);
-    ASSIGN_OR_RETURN(models::StepTensors out, drafter_->ForwardDeviceRows(s.rows, hidden_in));
+    // Row i's input hidden state is source[gather[i]] (gathered by the drafter's input kernel).
+    ASSIGN_OR_RETURN(models::StepTensors out,
+                     drafter_->ForwardDeviceRows(s.rows, source, s.gather));
     RETURN_NOT_OK(
         CudaStatus(TltDraftTopK(out.logits.data_ptr<float>(), B * k, out.logits.size(1), p.k,
                                 s.values.data_ptr<float>(), s.ids.data_ptr<int64_t>(), stream()),
                    "top-k"));
     p.depth = static_cast<int>(depth);
     RETURN_NOT_OK(CudaStatus(TltDraftExpand(&p, stream()), "expansion"));
-    source = out.hidden;  // read by the next index_select, before the next step rewrites it
+    source = out.hidden;  // read by the next step's input kernel (a buffer of its own)
   }
   return Status::OK();
 }

@@ -9,6 +9,7 @@
 
 #include "models/cuda_decoder.h"
 #include "models/kv_cache.h"
+#include "speculative/drafter.h"
 #include "speculative/speculative_engine.h"
 #include "speculative/strategy.h"
 #include "tests/models/test_models.h"
@@ -143,6 +144,91 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
   bad[0].position = 80;
   bad[0].tree_base = 10;
   EXPECT_FALSE(decoder->Forward(bad).ok());
+}
+
+// The drafter through models::CudaDecoder (one kernel concatenating embedding and hidden input,
+// the input projection as a GEMV in small buckets and through cuBLAS in larger ones) against the
+// eager Drafter::Forward on the same cache contents, float32: a 3-row catch-up chain (GEMV
+// path), then 9 more rows (cuBLAS path). ForwardDeviceRows with a gather equals Forward with the
+// hidden inputs gathered on the host, bit for bit.
+TEST(FusedVerifyTest, DrafterStepMatchesEagerDrafter) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard no_grad;
+  models::Transformer target = TinyQwen(7, 8);
+  target->to(torch::kCUDA, torch::kFloat32);
+  target->eval();
+  Drafter drafter = InitDrafter(target, 3);
+  torch::manual_seed(11);
+  for (torch::Tensor& p : drafter->parameters()) p.add_(torch::randn_like(p) * 0.05);
+  drafter->to(torch::kCUDA, torch::kFloat32);
+  const int64_t H = target->config().hidden_size, V = target->config().vocab_size;
+  auto options = drafter->CacheOptions(2, 64, torch::kFloat32, torch::kCUDA);
+  models::KvCache eager_cache(options), fused_cache(options);
+  for (models::KvCache* cache : {&eager_cache, &fused_cache}) ASSERT_TRUE(cache->AllocateSlot().ok());
+  models::CudaDecoderOptions decoder_options;
+  decoder_options.max_rows = 16;
+  std::string why;
+  models::Transformer t = target;
+  Drafter d = drafter;
+  auto decoder = models::CudaDecoder::CreateFromWeights(
+      [t, d]() mutable {
+        models::DecoderWeights w;
+        w.config = d->config();
+        w.embed = t->model->embed_tokens->weight;
+        w.input_fc_weight = d->fc->weight;
+        w.input_fc_bias = d->fc->bias;
+        w.layers = {d->layers->ptr<models::DecoderLayerImpl>(0)};
+        w.head = LmHeadWeight(t);
+        return w;
+      },
+      &fused_cache, decoder_options, &why);
+  if (!decoder) GTEST_SKIP() << "no fused decoder: " << why;
+  int64_t start = 0;
+  for (int64_t n : {3, 9}) {
+    SCOPED_TRACE(std::to_string(n) + " rows");
+    torch::Tensor tokens = torch::randint(V, {n}, torch::kInt64);
+    torch::Tensor hidden = torch::randn({n, H}, torch::TensorOptions().device(torch::kCUDA));
+    std::vector<models::DecodeRow> rows(n);
+    for (int64_t i = 0; i < n; ++i) {  // a chain: row i sees the cache and rows before it
+      rows[i].token = tokens[i].item<int64_t>();
+      rows[i].position = start + i;
+      rows[i].slot = 0;
+      rows[i].tree_base = start;
+      rows[i].tree_mask = i == 0 ? 0 : (~0ull >> (64 - i));
+    }
+    auto got = decoder->Forward(rows, hidden);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    const torch::Tensor want_hidden =
+        drafter->Forward(target, tokens.view({1, n}).to(torch::kCUDA), hidden.view({1, n, H}),
+                         models::BatchLayout::Make({start}, {n}, n, {0}, torch::kCUDA),
+                         &eager_cache)[0];
+    EXPECT_LT(RelDiff(got->hidden, want_hidden), 1e-4);
+    EXPECT_LT(RelDiff(got->logits, Drafter::Impl::Logits(target, want_hidden)), 1e-4);
+    const torch::Tensor first_logits = got->logits.clone();
+    // The same rows from the device, their hidden inputs gathered from a shuffled source.
+    std::vector<int64_t> fields;
+    for (int f = 0; f < models::CudaDecoder::kDeviceRowFields; ++f) {
+      for (const models::DecodeRow& row : rows) {
+        const int64_t v[] = {row.token, row.position, row.slot, row.position, row.tree_base,
+                             static_cast<int64_t>(row.tree_mask)};
+        fields.push_back(v[f]);
+      }
+    }
+    const torch::Tensor device_rows = torch::tensor(fields, torch::kInt64)
+                                          .view({models::CudaDecoder::kDeviceRowFields, n})
+                                          .to(torch::kCUDA);
+    const torch::Tensor order = torch::randperm(n, torch::kInt64).to(torch::kCUDA);
+    torch::Tensor source = torch::empty_like(hidden);
+    source.index_copy_(0, order, hidden);  // source[order[i]] = hidden[i]
+    auto again = decoder->ForwardDeviceRows(device_rows, source, order);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_TRUE(torch::equal(again->logits, first_logits));
+    EXPECT_FALSE(decoder->ForwardDeviceRows(device_rows, source, order.narrow(0, 0, n - 1)).ok());
+    for (models::KvCache* cache : {&eager_cache, &fused_cache}) {
+      ASSERT_TRUE(cache->SetLength(0, start + n).ok());
+    }
+    start += n;
+  }
 }
 
 // The on-device drafting loop (speculative/device_draft.h) against the host loop of
