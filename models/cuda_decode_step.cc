@@ -242,31 +242,39 @@ class DecodeStep::Impl {
 
   // The step's tail (Compute and ForwardSmall): bk.hidden = the final-normed state [B, hidden]
   // (model dtype), bk.logits = float32 logits [B, V], bk.packed = float64 [2, B]: greedy
-  // tokens (argmax, first index of the maximum) and zero log-probs. gemv: `h` is the residual
+  // tokens (argmax, first index of the maximum) and zero log-probs (plain steps only; tree
+  // steps leave it undefined). gemv: `h` is the residual
   // stream before the final RMSNorm; one GEMV normalizes it (writing bk.hidden), applies the
   // head straight to float32 and reduces the argmax per block, a pack kernel finishes it.
   // Otherwise `h` is already normed: cuBLAS mm, .to(float32), TltGreedyPack.
   void Head(StepBuffers& bk, const torch::Tensor& h, bool gemv, float eps, cudaStream_t stream) {
     const int64_t B = bk.size, V = w_.head.size(0);
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    bk.packed = torch::empty({2, B}, opts.dtype(torch::kFloat64));
+    // Tree steps (verification, drafting) read only logits and hidden states: no greedy pack.
+    const bool greedy = !bk.tree;
+    bk.packed = greedy ? torch::empty({2, B}, opts.dtype(torch::kFloat64)) : torch::Tensor();
     if (!gemv) {
       bk.hidden = h;
       bk.logits = torch::mm(h, w_.head.t()).to(torch::kFloat32).contiguous();
-      TLT_CUDA_CHECK(TltGreedyPack(bk.logits.data_ptr<float>(), B, V, bk.packed.data_ptr<double>(),
-                                   B, stream));
+      if (greedy) {
+        TLT_CUDA_CHECK(TltGreedyPack(bk.logits.data_ptr<float>(), B, V,
+                                     bk.packed.data_ptr<double>(), B, stream));
+      }
       return;
     }
     // Without a final norm (a drafter) the hidden state is h itself.
     bk.hidden = w_.final_norm.defined() ? torch::empty_like(h) : h;
     bk.logits = torch::empty({B, V}, opts.dtype(torch::kFloat32));
-    torch::Tensor ws = torch::empty({TltGemvWorkspaceBytes(B)}, opts.dtype(torch::kUInt8));
     TltGemvParams p = GemvParams(h, w_.final_norm, w_.head, bk.logits, eps);
     p.norm_out = w_.final_norm.defined() ? bk.hidden.data_ptr() : nullptr;
     p.out_float32 = 1;
-    p.greedy_packed = bk.packed.data_ptr<double>();
-    p.packed_stride = B;
-    p.workspace = ws.data_ptr();
+    torch::Tensor ws;
+    if (greedy) {
+      ws = torch::empty({TltGemvWorkspaceBytes(B)}, opts.dtype(torch::kUInt8));
+      p.greedy_packed = bk.packed.data_ptr<double>();
+      p.packed_stride = B;
+      p.workspace = ws.data_ptr();
+    }
     TLT_CUDA_CHECK(TltGemv(&p, stream));
   }
 

@@ -56,7 +56,7 @@ struct StepBuffers {
   torch::Tensor input;      // int64 [kInputRows, size] on the device
   torch::Tensor logits;     // float32 [size, V]
   torch::Tensor hidden;     // [size, hidden]
-  torch::Tensor packed;     // float64 [2, size]: greedy tokens, zero log-probs
+  torch::Tensor packed;     // float64 [2, size]: greedy tokens, zero log-probs (plain steps)
   torch::Tensor hidden_in;  // [size, hidden]: the input projection's per-row input (drafters)
   // Set only while a step is recorded into a caller's capture (ForwardDeviceRows with a
   // gather): row b's input is hidden_source[hidden_gather[b]] for b < hidden_rows (zeros

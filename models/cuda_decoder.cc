@@ -90,7 +90,11 @@ class CudaDecoderImpl : public CudaDecoder {
         filter = filter || (r.params.top_k > 0 && r.params.top_k < config_.vocab_size) ||
                  r.params.top_p < 1.0;
       }
-      torch::Tensor packed = bk->packed;
+      torch::Tensor packed = bk->packed;  // undefined for tree rows (see DecodeStep::Head)
+      if (all_greedy && !packed.defined()) {
+        packed = torch::stack({bk->logits.argmax(-1).to(torch::kFloat64),
+                               torch::zeros({bk->size}, bk->logits.options().dtype(torch::kFloat64))});
+      }
       if (!all_greedy) {
         torch::Tensor f = bk->input.narrow(0, kTemperature, 3).view(torch::kFloat64);
         SamplingTensors t{f[0], bk->input[kTopK], f[1], f[2]};

@@ -3,7 +3,9 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 
+#include "gpu/trace_range.h"
 #include "models/sampling.h"
 #include "speculative/device_draft.h"
 #include "speculative/engine_sequence.h"
@@ -455,6 +457,7 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   std::vector<torch::Tensor> root_hidden(batch.size());
   torch::Tensor root_logits;  // the roots' draft logits from the catch-up step, when it gives them
   if (!options_.draft_oracle) {
+    gpu::TraceRange range("tlt_catch_up");
     root_hidden = CatchUpDrafter(batch, /*keep_last=*/false, &root_logits);
     for (const torch::Tensor& h : root_hidden) {
       // No pending pair (only after a failed step consumed them): decode plainly this once,
@@ -464,12 +467,14 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   }
   lap("catch_up");
   std::vector<DraftTree> trees;
+  std::optional<gpu::TraceRange> draft_range(std::in_place, "tlt_draft");
   if (options_.draft_oracle || options_.sample_drafts) {
     for (size_t b = 0; b < batch.size(); ++b)
       trees.push_back(Draft(batch[b], strategy, root_hidden[b]));
   } else {
     trees = DraftBatch(batch, strategy, root_hidden, root_logits);
   }
+  draft_range.reset();
   if (options_.draft_observer) options_.draft_observer(trees);
   std::vector<int64_t> starts, slots;
   for (Sequence* seq : batch) {
@@ -481,7 +486,10 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   const auto t1 = std::chrono::steady_clock::now();
   // Per request: float32 logits [n, V] and hidden states [n, H] of its n tree nodes.
   std::vector<torch::Tensor> node_logits, node_hidden;
-  RETURN_NOT_OK(VerifyForward(trees, starts, slots, &node_logits, &node_hidden));
+  {
+    gpu::TraceRange range("tlt_verify");
+    RETURN_NOT_OK(VerifyForward(trees, starts, slots, &node_logits, &node_hidden));
+  }
   lap("verify_forward");
   std::vector<int64_t>& histogram = stats_.accepted_histogram[strategy.Name()];
   if (histogram.size() < static_cast<size_t>(strategy.max_draft_tokens() + 1)) {
