@@ -15,7 +15,7 @@
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 800 --drafter-sequences 1024]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
-//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 1] [--min-requests 16]
+//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 3] [--min-requests 16]
 //     [--adaptive-strategies 8_4_48,...]
 // A strategy (and an --adaptive entry, default "adaptive") may carry variants after colons,
 // compared side by side in one run: "6_4_16:host" drafts with the host loop instead of on the
@@ -53,7 +53,7 @@ struct Args {
   int64_t min_requests = 16;         // measured requests per batch size, at least (more waves)
   bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
   bool tc_gemm = false;             // SpeculativeEngineOptions::tensor_core_gemm
-  int64_t waves = 1;                // measured batches of requests per batch size
+  int64_t waves = 3;                // measured batches of requests per batch size, at least
   std::string adaptive = "adaptive";  // adaptive configurations (with variants, see below)
   std::string adaptive_strategies;  // adaptive mode's arms (empty: the engine's defaults)
 };
