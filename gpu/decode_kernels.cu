@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <climits>
 
 #include "gpu/decode_kernels.h"
 #include "gpu/element_type.cuh"
@@ -156,12 +157,18 @@ struct SiluMulLaunch {
 // One block per row: the embedding row, then the gathered hidden row (zeros past hidden_rows),
 // in 16-byte words when every row is a whole number of them.
 __global__ void EmbedConcatKernel(const int64_t* tokens, const unsigned char* embed,
-                                  const unsigned char* hidden, const int64_t* gather,
-                                  unsigned char* out, int64_t hidden_rows, int64_t row_bytes,
-                                  bool vec) {
+                                  int64_t vocab, const unsigned char* hidden,
+                                  int64_t source_rows, const int64_t* gather, unsigned char* out,
+                                  int64_t hidden_rows, int64_t row_bytes, bool vec) {
   const int64_t b = blockIdx.x;
-  const unsigned char* src[2] = {embed + tokens[b] * row_bytes, nullptr};
-  if (b < hidden_rows) src[1] = hidden + (gather != nullptr ? gather[b] : b) * row_bytes;
+  const int64_t token = tokens[b];
+  if (token < 0 || token >= vocab) __trap();
+  const unsigned char* src[2] = {embed + token * row_bytes, nullptr};
+  if (b < hidden_rows) {
+    const int64_t g = gather != nullptr ? gather[b] : b;
+    if (g < 0 || g >= source_rows) __trap();
+    src[1] = hidden + g * row_bytes;
+  }
   unsigned char* dst = out + b * 2 * row_bytes;
   for (int part = 0; part < 2; ++part) {
     unsigned char* d = dst + part * row_bytes;
@@ -207,17 +214,23 @@ cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,
   return Dispatch<SiluMulLaunch>(dtype, gate_up, out, rows, intermediate, stream);
 }
 
-cudaError_t TltEmbedConcat(int dtype, const int64_t* tokens, const void* embed, const void* hidden,
-                           const int64_t* gather, void* out, int64_t rows, int64_t hidden_rows,
-                           int64_t hidden_size, cudaStream_t stream) {
+cudaError_t TltEmbedConcat(int dtype, const int64_t* tokens, const void* embed, int64_t vocab,
+                           const void* hidden, int64_t source_rows, const int64_t* gather,
+                           void* out, int64_t rows, int64_t hidden_rows, int64_t hidden_size,
+                           cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  const int64_t elem = dtype == kTltFloat32 ? 4 : (dtype == kTltBFloat16 || dtype == kTltFloat16) ? 2 : 0;
-  if (elem == 0 || rows < 0 || hidden_rows < 0 || hidden_size < 1) return cudaErrorInvalidValue;
+  const int64_t elem =
+      dtype == kTltFloat32 ? 4 : (dtype == kTltBFloat16 || dtype == kTltFloat16) ? 2 : 0;
+  if (elem == 0 || rows < 0 || rows > INT_MAX || hidden_rows < 0 || hidden_size < 1 ||
+      vocab < 1 || (hidden_rows > 0 && source_rows < 1)) {
+    return cudaErrorInvalidValue;
+  }
   const int64_t row_bytes = hidden_size * elem;
   const bool vec = row_bytes % 16 == 0 && Aligned(embed) && Aligned(hidden) && Aligned(out);
   EmbedConcatKernel<<<static_cast<unsigned>(rows), 256, 0, stream>>>(
-      tokens, static_cast<const unsigned char*>(embed), static_cast<const unsigned char*>(hidden),
-      gather, static_cast<unsigned char*>(out), hidden_rows, row_bytes, vec);
+      tokens, static_cast<const unsigned char*>(embed), vocab,
+      static_cast<const unsigned char*>(hidden), source_rows, gather,
+      static_cast<unsigned char*>(out), hidden_rows, row_bytes, vec);
   return cudaGetLastError();
 }
 

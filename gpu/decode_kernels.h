@@ -74,9 +74,12 @@ cudaError_t TltSiluMul(int dtype, const void* gate_up, void* out, int64_t rows,
 
 // A drafter's input rows: out [rows, 2 H] = (embed[tokens[b]], hidden[g]) with g = gather[b]
 // (gather null: g = b) for b < hidden_rows, and (embed[tokens[b]], 0) for the rows after
-// (padding). Copies only (no rounding); tokens int64 [rows], embed [vocab, H], hidden [*, H].
-cudaError_t TltEmbedConcat(int dtype, const int64_t* tokens, const void* embed, const void* hidden,
-                           const int64_t* gather, void* out, int64_t rows, int64_t hidden_rows,
-                           int64_t hidden_size, cudaStream_t stream);
+// (padding). Copies only (no rounding); tokens int64 [rows], embed [vocab, H] and hidden
+// [source_rows, H] row-major. A token outside [0, vocab) or a g outside [0, source_rows) traps
+// (the device reports an error on the next synchronization, as LibTorch's index checks do).
+cudaError_t TltEmbedConcat(int dtype, const int64_t* tokens, const void* embed, int64_t vocab,
+                           const void* hidden, int64_t source_rows, const int64_t* gather,
+                           void* out, int64_t rows, int64_t hidden_rows, int64_t hidden_size,
+                           cudaStream_t stream);
 
 }  // extern "C"

@@ -119,12 +119,18 @@ class DecodeStep::Impl {
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     const bool gathered = bk.hidden_source.defined();
     const torch::Tensor& source = gathered ? bk.hidden_source : bk.hidden_in;
+    TORCH_CHECK(w_.embed.is_contiguous() && source.is_contiguous(),
+                "cuda decoder: the drafter input kernel reads contiguous rows");
     torch::Tensor both = torch::empty({B, 2 * H}, source.options());
     TLT_CUDA_CHECK(TltEmbedConcat(
         kernel_dtype_, bk.input[kToken].data_ptr<int64_t>(), w_.embed.data_ptr(),
-        source.data_ptr(), gathered ? bk.hidden_gather.data_ptr<int64_t>() : nullptr,
-        both.data_ptr(), B, gathered ? bk.hidden_rows : B, H, stream));
-    if (gemv && TltGemvSupported(kernel_dtype_, B, 2 * H) != 0) {
+        w_.embed.size(0), source.data_ptr(), source.size(0),
+        gathered ? bk.hidden_gather.data_ptr<int64_t>() : nullptr, both.data_ptr(), B,
+        gathered ? bk.hidden_rows : B, H, stream));
+    const auto aligned = [](const torch::Tensor& t) {
+      return t.is_contiguous() && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+    };
+    if (gemv && TltGemvSupported(kernel_dtype_, B, 2 * H) != 0 && aligned(w_.fc_w)) {
       torch::Tensor out = torch::empty({B, H}, both.options());
       TltGemvParams p = GemvParams(both, torch::Tensor(), w_.fc_w, out, 0.0f);
       p.bias = TensorPointer(w_.fc_b);

@@ -190,7 +190,7 @@ class CudaDecoderImpl : public CudaDecoder {
           "has an input projection");
     }
     if (gather.defined() &&
-        (!hidden_in.defined() || hidden_in.dim() != 2 ||
+        (!hidden_in.defined() || hidden_in.dim() != 2 || hidden_in.size(0) < 1 ||
          hidden_in.size(1) != config_.hidden_size || hidden_in.device() != w_.embed.device() ||
          !hidden_in.is_contiguous() || hidden_in.scalar_type() != dtype_ || gather.dim() != 1 ||
          gather.size(0) != B || gather.scalar_type() != torch::kInt64 ||
@@ -284,6 +284,11 @@ class CudaDecoderImpl : public CudaDecoder {
     const int64_t max_length = cache_->options().max_length;
     bool tree = false;
     for (const DecodeRow& r : rows) {
+      if (r.token < 0 || r.token >= w_.embed.size(0)) {
+        return InvalidArgument("cuda decoder: token " + std::to_string(r.token) +
+                               " outside the vocabulary [0, " +
+                               std::to_string(w_.embed.size(0)) + ")");
+      }
       if (r.slot < 0 || r.slot >= cache_->options().max_slots || r.position < 0 ||
           r.position >= max_length || r.rotary_position >= max_length ||
           (r.tree_base >= 0 && (r.tree_base > r.position || r.position - r.tree_base > 63))) {

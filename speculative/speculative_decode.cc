@@ -457,8 +457,10 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   std::vector<torch::Tensor> root_hidden(batch.size());
   torch::Tensor root_logits;  // the roots' draft logits from the catch-up step, when it gives them
   if (!options_.draft_oracle) {
-    gpu::TraceRange range("tlt_catch_up");
-    root_hidden = CatchUpDrafter(batch, /*keep_last=*/false, &root_logits);
+    {
+      gpu::TraceRange range("tlt_catch_up");
+      root_hidden = CatchUpDrafter(batch, /*keep_last=*/false, &root_logits);
+    }
     for (const torch::Tensor& h : root_hidden) {
       // No pending pair (only after a failed step consumed them): decode plainly this once,
       // which leaves a new pair for the next SD step.

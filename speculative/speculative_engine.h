@@ -106,8 +106,9 @@ struct SpeculativeEngineOptions {
   // DraftTreeBuilder (the reference the tests compare it with).
   bool device_draft = true;
   // Pending drafter pairs per request beyond which they are fed to the drafter at once (bounds
-  // the kept hidden states while SD is off; feeding late is no dearer, and a request that ends
-  // before SD turns on is never fed).
+  // the kept hidden states while SD is off; a request that ends before SD turns on is never
+  // fed). Up to 64 pairs a request go through the fused drafter step, more through the eager
+  // Drafter::Forward (one batched forward either way).
   int64_t max_pending_pairs = 256;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
   // request's temperature/top-k/top-p (uniforms on stream kDraftStream) and verified with

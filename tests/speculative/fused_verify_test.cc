@@ -7,6 +7,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#ifdef TLT_MODELS_CUDA
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #include "models/cuda_decoder.h"
 #include "models/kv_cache.h"
 #include "speculative/drafter.h"
@@ -150,7 +156,7 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
 // the input projection as a GEMV in small buckets and through cuBLAS in larger ones) against the
 // eager Drafter::Forward on the same cache contents, float32: a 3-row catch-up chain (GEMV
 // path), then 9 more rows (cuBLAS path). ForwardDeviceRows with a gather equals Forward with the
-// hidden inputs gathered on the host, bit for bit.
+// hidden inputs gathered on the host, bit for bit, eagerly and recorded into a CUDA graph.
 TEST(FusedVerifyTest, DrafterStepMatchesEagerDrafter) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::NoGradGuard no_grad;
@@ -224,6 +230,25 @@ TEST(FusedVerifyTest, DrafterStepMatchesEagerDrafter) {
     ASSERT_TRUE(again.ok()) << again.status().ToString();
     EXPECT_TRUE(torch::equal(again->logits, first_logits));
     EXPECT_FALSE(decoder->ForwardDeviceRows(device_rows, source, order.narrow(0, 0, n - 1)).ok());
+#ifdef TLT_MODELS_CUDA
+    // Recorded into a caller's capture, the input kernel gathers from `source` in place (and
+    // zero-fills the bucket's padding rows); the replay gives the same logits.
+    {
+      at::cuda::CUDAGraph graph;
+      torch::Tensor captured_logits;
+      {
+        c10::cuda::CUDAStreamGuard side(c10::cuda::getStreamFromPool());
+        graph.capture_begin();
+        auto in_capture = decoder->ForwardDeviceRows(device_rows, source, order);
+        graph.capture_end();
+        ASSERT_TRUE(in_capture.ok()) << in_capture.status().ToString();
+        captured_logits = in_capture->logits;
+      }
+      graph.replay();
+      torch::cuda::synchronize();
+      EXPECT_TRUE(torch::equal(captured_logits, first_logits));
+    }
+#endif
     for (models::KvCache* cache : {&eager_cache, &fused_cache}) {
       ASSERT_TRUE(cache->SetLength(0, start + n).ok());
     }
