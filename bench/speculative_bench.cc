@@ -15,7 +15,7 @@
 //   speculative_bench [--device cuda] [--hidden 1024 --layers 24 --heads 16 --kv-heads 4
 //     --intermediate 2816] [--sft-steps 300 --drafter-steps 800 --drafter-sequences 1024]
 //     [--batch-sizes 1,2,4,8,16,32,64] [--strategies 6_1_6,6_4_16] [--new-tokens 96]
-//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 3] [--min-requests 16]
+//     [--fused-plain-decode 0|1] [--tc-gemm 0|1] [--waves 3] [--min-requests 16] [--deterministic 1]
 //     [--adaptive-strategies 8_4_48,...]
 // A strategy (and an --adaptive entry, default "adaptive") may carry variants after colons,
 // compared side by side in one run: "6_4_16:host" drafts with the host loop instead of on the
@@ -29,6 +29,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -53,6 +54,7 @@ struct Args {
   int64_t min_requests = 16;         // measured requests per batch size, at least (more waves)
   bool fused_plain_decode = true;   // SD engine's SD-off steps through CudaDecoder
   bool tc_gemm = false;             // SpeculativeEngineOptions::tensor_core_gemm
+  bool deterministic = true;        // deterministic algorithms while training (see main)
   int64_t waves = 3;                // measured batches of requests per batch size, at least
   std::string adaptive = "adaptive";  // adaptive configurations (with variants, see below)
   std::string adaptive_strategies;  // adaptive mode's arms (empty: the engine's defaults)
@@ -165,6 +167,8 @@ int main(int argc, char** argv) {
       a.adaptive_strategies = v;
     else if (k == "--waves")
       a.waves = std::max<int64_t>(1, std::stoll(v));
+    else if (k == "--deterministic")
+      a.deterministic = v == "1";
     else if (k == "--min-requests")
       a.min_requests = std::max<int64_t>(1, std::stoll(v));
     else if (k == "--drafter-sequences")
@@ -173,6 +177,15 @@ int main(int argc, char** argv) {
       std::cerr << "unknown flag " << k << "\n";
       return 2;
     }
+  }
+  // Training the target and the drafter with deterministic algorithms makes runs of one commit
+  // train the same models (GPU training otherwise drifts: held-out loss 0.92 vs 1.03 from the
+  // same seeds), so their throughput ratios compare. cuBLAS needs its workspace configured
+  // before its first use (":4096:8" is PyTorch's default size on Hopper); ops without a
+  // deterministic kernel only warn. Measurement runs with the default algorithms.
+  if (a.deterministic) {
+    setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
   }
   const torch::Device device(a.device);
   const torch::Dtype dtype = device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
@@ -276,6 +289,8 @@ int main(int argc, char** argv) {
                        {"loss", last.loss},
                        {"top1_accuracy", last.top1_accuracy}};
 
+  at::globalContext().setDeterministicAlgorithms(false, false);
+  result["deterministic_training"] = a.deterministic;
   // 3. Throughput at each batch size (held-out prompts, stream 4).
   std::vector<std::string> configs = {"plain", "plain_eager"};
   std::stringstream ss(a.strategies);
