@@ -124,4 +124,15 @@ Result<Drafter> LoadDrafter(const std::string& dir, models::Transformer& target)
   }
 }
 
+models::DecoderWeights DrafterDecoderWeights(models::Transformer target, Drafter drafter) {
+  models::DecoderWeights w;
+  w.config = drafter->config();
+  w.embed = target->model->embed_tokens->weight;
+  w.input_fc_weight = drafter->fc->weight;
+  w.input_fc_bias = drafter->fc->bias;
+  w.layers = {drafter->layers->ptr<models::DecoderLayerImpl>(0)};
+  w.head = target->lm_head ? target->lm_head->weight : w.embed;
+  return w;
+}
+
 }  // namespace tlt::speculative

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "models/attention.h"
+#include "models/cuda_decoder.h"
 #include "models/kv_cache.h"
 #include "models/model_config.h"
 #include "models/safetensors.h"
@@ -73,5 +74,9 @@ Status SaveDrafter(Drafter& drafter, const std::string& dir);
 // Loads a drafter checkpoint for `target` (moved to the target's dtype/device); a checkpoint
 // made for another target shape fails with kInvalidArgument saying what differs.
 Result<Drafter> LoadDrafter(const std::string& dir, models::Transformer& target);
+// The drafter as a models::CudaDecoder model: the target's embedding and LM head around the
+// drafter's input projection and layer, no final norm. The tensors are the live parameters, so
+// in-place weight loads reach a decoder built from them (CudaDecoder::Refresh).
+models::DecoderWeights DrafterDecoderWeights(models::Transformer target, Drafter drafter);
 
 }  // namespace tlt::speculative

@@ -90,17 +90,8 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
       models::Transformer t = e->target_;
       Drafter d = e->drafter_;
       e->drafter_decoder_ = models::CudaDecoder::CreateFromWeights(
-          [t, d]() mutable {
-            models::DecoderWeights w;
-            w.config = d->config();
-            w.embed = t->model->embed_tokens->weight;
-            w.input_fc_weight = d->fc->weight;
-            w.input_fc_bias = d->fc->bias;
-            w.layers = {d->layers->ptr<models::DecoderLayerImpl>(0)};
-            w.head = LmHeadWeight(t);
-            return w;
-          },
-          e->drafter_cache_.get(), drafter_options, &why);
+          [t, d] { return DrafterDecoderWeights(t, d); }, e->drafter_cache_.get(),
+          drafter_options, &why);
       if (!e->drafter_decoder_) LOG(INFO) << "speculative engine: eager drafter (" << why << ")";
     }
     return e;

@@ -177,17 +177,7 @@ TEST(FusedVerifyTest, DrafterStepMatchesEagerDrafter) {
   models::Transformer t = target;
   Drafter d = drafter;
   auto decoder = models::CudaDecoder::CreateFromWeights(
-      [t, d]() mutable {
-        models::DecoderWeights w;
-        w.config = d->config();
-        w.embed = t->model->embed_tokens->weight;
-        w.input_fc_weight = d->fc->weight;
-        w.input_fc_bias = d->fc->bias;
-        w.layers = {d->layers->ptr<models::DecoderLayerImpl>(0)};
-        w.head = LmHeadWeight(t);
-        return w;
-      },
-      &fused_cache, decoder_options, &why);
+      [t, d] { return DrafterDecoderWeights(t, d); }, &fused_cache, decoder_options, &why);
   if (!decoder) GTEST_SKIP() << "no fused decoder: " << why;
   int64_t start = 0;
   for (int64_t n : {3, 9}) {
