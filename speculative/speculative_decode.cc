@@ -399,20 +399,20 @@ DraftTree SpeculativeEngine::SampleChain(Sequence* seq, const Strategy& strategy
 Status SpeculativeEngine::VerifyForward(const std::vector<DraftTree>& trees,
                                         const std::vector<int64_t>& starts,
                                         const std::vector<int64_t>& slots,
-                                        std::vector<torch::Tensor>* logits,
-                                        std::vector<torch::Tensor>* hidden) {
+                                        torch::Tensor* logits, torch::Tensor* hidden) {
   const int64_t B = static_cast<int64_t>(trees.size());
   bool fused = decoder_ != nullptr && options_.fused_verify;
   for (const DraftTree& tree : trees) fused = fused && tree.size() <= 64;
-  logits->clear();
-  hidden->clear();
   if (!fused) {
     TreeBatch tree_batch = MakeTreeBatch(trees, starts, slots, options_.device);
     models::ForwardOutput out = TreeForward(target_, tree_batch, target_cache_.get());
+    std::vector<torch::Tensor> l, h;  // [B, T, ...] padded to the largest tree
     for (int64_t b = 0; b < B; ++b) {
-      logits->push_back(out.logits[b].narrow(0, 0, trees[b].size()));
-      hidden->push_back(out.hidden[b].narrow(0, 0, trees[b].size()));
+      l.push_back(out.logits[b].narrow(0, 0, trees[b].size()));
+      h.push_back(out.hidden[b].narrow(0, 0, trees[b].size()));
     }
+    *logits = B == 1 ? l[0] : torch::cat(l, 0);
+    *hidden = B == 1 ? h[0] : torch::cat(h, 0);
     return Status::OK();
   }
   // Node i of request b is row (b, i): written at starts[b] + i, rotated at its depth, seeing
@@ -432,12 +432,8 @@ Status SpeculativeEngine::VerifyForward(const std::vector<DraftTree>& trees,
     }
   }
   ASSIGN_OR_RETURN(models::StepTensors out, decoder_->Forward(rows));
-  int64_t offset = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    logits->push_back(out.logits.narrow(0, offset, trees[b].size()));
-    hidden->push_back(out.hidden.narrow(0, offset, trees[b].size()));
-    offset += trees[b].size();
-  }
+  *logits = out.logits;  // rows in request order already
+  *hidden = out.hidden;
   return Status::OK();
 }
 
@@ -487,10 +483,10 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   lap("draft");
   const auto t1 = std::chrono::steady_clock::now();
   // Per request: float32 logits [n, V] and hidden states [n, H] of its n tree nodes.
-  std::vector<torch::Tensor> node_logits, node_hidden;
+  torch::Tensor all_logits, all_hidden;
   {
     gpu::TraceRange range("tlt_verify");
-    RETURN_NOT_OK(VerifyForward(trees, starts, slots, &node_logits, &node_hidden));
+    RETURN_NOT_OK(VerifyForward(trees, starts, slots, &all_logits, &all_hidden));
   }
   lap("verify_forward");
   std::vector<int64_t>& histogram = stats_.accepted_histogram[strategy.Name()];
@@ -507,8 +503,6 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
     offset[b + 1] = offset[b] + n;
     all_greedy = all_greedy && batch[b]->request.temperature <= 0;
   }
-  const torch::Tensor all_logits =
-      node_logits.size() == 1 ? node_logits[0] : torch::cat(node_logits, 0);
   // Greedy batches skip the processing (a sort over the vocabulary per node): a greedy row's
   // processed distribution is one-hot on the logits' argmax, so the tokens it accepts have
   // log-prob 0.
@@ -567,16 +561,17 @@ Status SpeculativeEngine::SpeculativeDecode(std::vector<Sequence*>& batch, int64
   const torch::Tensor rows_t = both.narrow(0, 0, K), tokens_t = both.narrow(0, K, K);
   torch::Tensor kept_hidden;
   if (!options_.draft_oracle) {
-    kept_hidden = (node_hidden.size() == 1 ? node_hidden[0] : torch::cat(node_hidden, 0))
-                      .index_select(0, rows_t.to(node_hidden[0].device()));
+    kept_hidden = all_hidden.index_select(0, rows_t.to(all_hidden.device()));
   }
-  const torch::Tensor token_lp = all_greedy ? torch::zeros({K}, torch::kFloat32)
+  // Greedy tokens have log-prob 0 (no tensor needed).
+  const std::vector<float> zeros(all_greedy ? K : 0, 0.0f);
+  const torch::Tensor token_lp = all_greedy ? torch::Tensor()
                                             : all_lp.index_select(0, rows_t)
                                                   .gather(1, tokens_t.view({-1, 1}))
                                                   .to(torch::kFloat32)
                                                   .cpu()
                                                   .contiguous();
-  const float* lp_data = token_lp.data_ptr<float>();
+  const float* lp_data = all_greedy ? zeros.data() : token_lp.data_ptr<float>();
   int64_t k = 0;
   for (int64_t b = 0; b < B; ++b) {
     Sequence* seq = batch[b];

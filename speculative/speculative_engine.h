@@ -194,11 +194,12 @@ class SpeculativeEngine {
   // `arm`: the bandit arm that chose this step (rewarded with its outcome), or -1.
   Status PlainDecode(std::vector<Sequence*>& batch, int64_t arm = -1);
   Status SpeculativeDecode(std::vector<Sequence*>& batch, int64_t arm);
-  // The target forward of all trees of an SD step (decoder_ or TreeForward): per request the
-  // float32 logits [n, V] and hidden states [n, H] of its n nodes, cache written at start + i.
+  // The target forward of all trees of an SD step (decoder_ or TreeForward): the float32 logits
+  // [N, V] and hidden states [N, H] of every tree node, request by request (N = all nodes; the
+  // fused step's own rows, no copy), cache written at start + i.
   Status VerifyForward(const std::vector<DraftTree>& trees, const std::vector<int64_t>& starts,
-                       const std::vector<int64_t>& slots, std::vector<torch::Tensor>* logits,
-                       std::vector<torch::Tensor>* hidden);
+                       const std::vector<int64_t>& slots, torch::Tensor* logits,
+                       torch::Tensor* hidden);
   // Feeds the pending drafter pairs of `batch` in one drafter forward (all but the newest pair
   // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
   // predicted hidden state the root's children are drafted from; undefined if none was fed).
