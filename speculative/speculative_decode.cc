@@ -69,12 +69,31 @@ std::vector<torch::Tensor> SpeculativeEngine::PendingHidden(const std::vector<Se
 std::vector<torch::Tensor> SpeculativeEngine::CatchUpDrafter(const std::vector<Sequence*>& batch,
                                                              bool keep_last,
                                                              torch::Tensor* root_logits) {
+  auto unfed = [keep_last](const Sequence* seq) {
+    return static_cast<int64_t>(seq->pending_tokens.size()) - (keep_last ? 1 : 0);
+  };
+  while (true) {  // long runs first, a piece at a time
+    std::vector<Sequence*> long_runs;
+    for (Sequence* seq : batch) {
+      if (unfed(seq) > kCatchUpPiece) long_runs.push_back(seq);
+    }
+    if (long_runs.empty()) break;
+    FeedPendingPairs(long_runs, keep_last, kCatchUpPiece, nullptr);
+  }
+  return FeedPendingPairs(batch, keep_last, kCatchUpPiece, root_logits);
+}
+
+std::vector<torch::Tensor> SpeculativeEngine::FeedPendingPairs(const std::vector<Sequence*>& batch,
+                                                               bool keep_last, int64_t max_pairs,
+                                                               torch::Tensor* root_logits) {
   std::vector<torch::Tensor> out(batch.size());
   std::vector<size_t> rows;
   std::vector<int64_t> start, count, slots;
   int64_t T = 1;
   for (size_t b = 0; b < batch.size(); ++b) {
-    const int64_t m = static_cast<int64_t>(batch[b]->pending_tokens.size()) - (keep_last ? 1 : 0);
+    const int64_t m = std::min(
+        max_pairs,
+        static_cast<int64_t>(batch[b]->pending_tokens.size()) - (keep_last ? 1 : 0));
     if (m <= 0) continue;
     rows.push_back(b);
     start.push_back(drafter_cache_->length(batch[b]->drafter_slot));

@@ -107,8 +107,7 @@ struct SpeculativeEngineOptions {
   bool device_draft = true;
   // Pending drafter pairs per request beyond which they are fed to the drafter at once (bounds
   // the kept hidden states while SD is off; a request that ends before SD turns on is never
-  // fed). Up to 64 pairs a request go through the fused drafter step, more through the eager
-  // Drafter::Forward (one batched forward either way).
+  // fed). Longer runs are fed in pieces of kCatchUpPiece pairs (the fused step's chains).
   int64_t max_pending_pairs = 256;
   // Chain strategies only: draft tokens are sampled from the drafter's distribution after the
   // request's temperature/top-k/top-p (uniforms on stream kDraftStream) and verified with
@@ -200,13 +199,19 @@ class SpeculativeEngine {
   Status VerifyForward(const std::vector<DraftTree>& trees, const std::vector<int64_t>& starts,
                        const std::vector<int64_t>& slots, torch::Tensor* logits,
                        torch::Tensor* hidden);
-  // Feeds the pending drafter pairs of `batch` in one drafter forward (all but the newest pair
-  // with keep_last) and returns, per request, the drafter output at its newest fed pair (the
-  // predicted hidden state the root's children are drafted from; undefined if none was fed).
-  // With root_logits, when the fused drafter fed every request of `batch`: their draft logits
-  // (float32 [B, V], the drafter step's LM head on those rows), else left undefined.
+  // Feeds the pending drafter pairs of `batch` (all but the newest pair with keep_last) and
+  // returns, per request, the drafter output at its newest fed pair (the predicted hidden state
+  // the root's children are drafted from; undefined if none was fed). One drafter forward for
+  // the batch, after one forward per kCatchUpPiece pairs for the requests that hold more (the
+  // fused step takes chains of <= 64 rows). With root_logits, when the fused drafter fed every
+  // request of `batch` in the last forward: their draft logits (float32 [B, V], the drafter
+  // step's LM head on those rows), else left undefined.
   std::vector<torch::Tensor> CatchUpDrafter(const std::vector<Sequence*>& batch, bool keep_last,
                                             torch::Tensor* root_logits = nullptr);
+  static constexpr int64_t kCatchUpPiece = 64;
+  // One drafter forward over up to max_pairs pending pairs of each request (CatchUpDrafter).
+  std::vector<torch::Tensor> FeedPendingPairs(const std::vector<Sequence*>& batch, bool keep_last,
+                                              int64_t max_pairs, torch::Tensor* root_logits);
   // Each request's pending hidden states as one [pending pairs, H] tensor (one gather for all).
   static std::vector<torch::Tensor> PendingHidden(const std::vector<Sequence*>& seqs);
   // One request's tree (oracle and sampled drafts: their expansions run per request).

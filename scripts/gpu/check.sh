@@ -76,7 +76,7 @@ fi
 
 if want spec; then
   TLT_TEST_DEVICE=cuda timeout 240 /tmp/build/tests/speculative/speculative_tests \
-    --gtest_filter='FusedVerify*:SpeculativeEngineTest.Greedy*:SpeculativeEngineTest.Oracle*:SpeculativeEngineTest.DrafterTraining*:AdaptiveEngineTest.Greedy*:AdaptiveEngineTest.Swaps*' \
+    --gtest_filter='FusedVerify*:SpeculativeEngineTest.Greedy*:SpeculativeEngineTest.Oracle*:SpeculativeEngineTest.DrafterTraining*:AdaptiveEngineTest.Greedy*:AdaptiveEngineTest.Long*:AdaptiveEngineTest.Swaps*' \
     > "$OUT/speculative_tests.log" 2>&1
   note "speculative_tests: $(grep -E '^\[  (PASSED|FAILED)  \]' "$OUT/speculative_tests.log" | tr '\n' ' ')"
   grep -E -A4 'Failure|^\[  SKIPPED \]' "$OUT/speculative_tests.log" | head -40 | tee -a "$summary"

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "models/engine.h"
@@ -120,6 +121,50 @@ TEST(AdaptiveEngineTest, GreedyEqualsPlainWhileSwitching) {
 
 // With the plain arm, the bandit also decodes plainly while SD is allowed: outputs stay the plain
 // greedy ones and the plain steps are counted as SD-off steps.
+// SD turns on after 80 plain steps with every pair still pending (no early feeding): the
+// catch-up feeds the 80+ pairs in pieces of kCatchUpPiece. Fed so, the drafter is in the same
+// state as one fed every 3 steps: the first SD step proposes the same tree (the drafter's
+// weights are scaled up so that its attention over the cache matters: a piece written at
+// wrong positions changes the tree). Outputs equal plain greedy decoding.
+TEST(AdaptiveEngineTest, LongPendingRunsAreFedInPieces) {
+  models::Transformer target = Fixture();
+  const models::Request request = Greedy({5, 17, 99, 3}, 110);
+  std::vector<DraftTree> first_trees;
+  for (int64_t max_pending : {1000, 3}) {
+    SCOPED_TRACE("max_pending_pairs " + std::to_string(max_pending));
+    SpeculativeEngineOptions o;
+    o.strategy = ParseStrategy("3_4_8").value();
+    o.sd_batch_threshold = 1;
+    o.sd_patience = 80;
+    o.max_pending_pairs = max_pending;
+    o.device = TestDevice();
+    std::vector<DraftTree> first;  // the first SD step's tree
+    o.draft_observer = [&first](const std::vector<DraftTree>& trees) {
+      if (first.empty()) first = trees;
+    };
+    // Weights large enough that the drafter's attention over its cache moves its logits.
+    Drafter drafter = InitDrafter(target, 5);
+    {
+      torch::NoGradGuard no_grad;
+      torch::manual_seed(3);
+      for (torch::Tensor& p : drafter->parameters()) p.add_(torch::randn_like(p) * 0.3);
+    }
+    auto engine = SpeculativeEngine::Create(target, drafter, o);
+    ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+    auto out = (*engine)->Generate({request});
+    ASSERT_TRUE(out.ok()) << out.status().ToString();
+    EXPECT_EQ((*out)[0].tokens, PlainGreedy(target, request));
+    EXPECT_GE((*engine)->stats().sd_off_steps, 79);  // the patience, give or take the switch step
+    EXPECT_LE((*engine)->stats().sd_off_steps, 81);
+    EXPECT_GT((*engine)->stats().sd_on_steps, 0);
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].num_draft_tokens(), 8);
+    first_trees.push_back(first[0]);
+  }
+  EXPECT_EQ(first_trees[0].tokens, first_trees[1].tokens);
+  EXPECT_EQ(first_trees[0].parents, first_trees[1].parents);
+}
+
 TEST(AdaptiveEngineTest, PlainArmKeepsGreedyOutput) {
   models::Transformer target = Fixture();
   SpeculativeEngineOptions o = AdaptiveOptions();
