@@ -127,11 +127,13 @@ TEST(AdaptiveEngineTest, GreedyEqualsPlainWhileSwitching) {
 // weights are scaled up so that its attention over the cache matters: a piece written at
 // wrong positions changes the tree). Outputs equal plain greedy decoding.
 TEST(AdaptiveEngineTest, LongPendingRunsAreFedInPieces) {
-  models::Transformer target = Fixture();
   const models::Request request = Greedy({5, 17, 99, 3}, 110);
   std::vector<DraftTree> first_trees;
   for (int64_t max_pending : {1000, 3}) {
     SCOPED_TRACE("max_pending_pairs " + std::to_string(max_pending));
+    // A fresh target each run: the engine moves its target to the test device, and a drafter
+    // initialized and perturbed on another device would draw other random weights.
+    models::Transformer target = Fixture();
     SpeculativeEngineOptions o;
     o.strategy = ParseStrategy("3_4_8").value();
     o.sd_batch_threshold = 1;

@@ -168,11 +168,11 @@ TEST(FusedVerifyTest, DrafterStepMatchesEagerDrafter) {
   for (torch::Tensor& p : drafter->parameters()) p.add_(torch::randn_like(p) * 0.05);
   drafter->to(torch::kCUDA, torch::kFloat32);
   const int64_t H = target->config().hidden_size, V = target->config().vocab_size;
-  auto options = drafter->CacheOptions(2, 64, torch::kFloat32, torch::kCUDA);
+  auto options = drafter->CacheOptions(2, 160, torch::kFloat32, torch::kCUDA);
   models::KvCache eager_cache(options), fused_cache(options);
   for (models::KvCache* cache : {&eager_cache, &fused_cache}) ASSERT_TRUE(cache->AllocateSlot().ok());
   models::CudaDecoderOptions decoder_options;
-  decoder_options.max_rows = 16;
+  decoder_options.max_rows = 64;
   std::string why;
   models::Transformer t = target;
   Drafter d = drafter;
@@ -180,7 +180,8 @@ TEST(FusedVerifyTest, DrafterStepMatchesEagerDrafter) {
       [t, d] { return DrafterDecoderWeights(t, d); }, &fused_cache, decoder_options, &why);
   if (!decoder) GTEST_SKIP() << "no fused decoder: " << why;
   int64_t start = 0;
-  for (int64_t n : {3, 9}) {
+  // 3 rows (GEMVs), 9 and 64 (cuBLAS; 64: a full catch-up piece, kCatchUpPiece), then 20.
+  for (int64_t n : {3, 9, 64, 20}) {
     SCOPED_TRACE(std::to_string(n) + " rows");
     torch::Tensor tokens = torch::randint(V, {n}, torch::kInt64);
     torch::Tensor hidden = torch::randn({n, H}, torch::TensorOptions().device(torch::kCUDA));
