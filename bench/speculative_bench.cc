@@ -357,7 +357,8 @@ int main(int argc, char** argv) {
         o.tensor_core_gemm = a.tc_gemm;
         // NAME[:VARIANT...]: "host" drafts with the host loop (device_draft off), "gemvN" lets
         // target steps of up to N rows take the GEMV path (target_gemv_max_rows), "phases"
-        // times the SD step's phases (phase_timing; adds synchronizations).
+        // times the SD step's phases (phase_timing; adds synchronizations), "sharedkeys" runs
+        // tree attention by row tiles (tree_attention_shared_keys).
         std::stringstream parts(name);
         std::string base, part;
         std::getline(parts, base, ':');
@@ -384,6 +385,8 @@ int main(int argc, char** argv) {
             o.device_draft = false;
           } else if (part == "phases") {
             o.phase_timing = true;
+          } else if (part == "sharedkeys") {
+            o.tree_attention_shared_keys = true;
           } else if (part.rfind("gemv", 0) == 0) {
             o.target_gemv_max_rows = std::stoll(part.substr(4));
           } else {

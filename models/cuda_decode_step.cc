@@ -3,9 +3,12 @@
 
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
+
 #include "gpu/decode_kernels.h"
 #include "gpu/gemv_kernels.h"
 #include "gpu/skinny_gemm.h"
+#include "gpu/tree_attention.h"
 
 namespace tlt::models {
 
@@ -36,8 +39,12 @@ class DecodeStep::Impl {
     const int64_t max_length = cache_->options().max_length;
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
     auto opts = torch::TensorOptions().dtype(dtype_).device(device_);
-    const int64_t ws_floats = TltDecodeAttentionWorkspaceBytes(B, H, KV, D, max_length) /
-                              static_cast<int64_t>(sizeof(float));
+    const int64_t ws_floats =
+        std::max(TltDecodeAttentionWorkspaceBytes(B, H, KV, D, max_length),
+                 bk.tree && options_.tree_attention_shared_keys
+                     ? TltTreeAttentionWorkspaceBytes(B, H, KV, D, max_length)
+                     : int64_t{0}) /
+        static_cast<int64_t>(sizeof(float));
     const float eps = static_cast<float>(config_.rms_norm_eps);
     auto gemv_ok = [&](int64_t k) {
       // options_.gemv_max_rows (4 by default; see its comment).
@@ -167,10 +174,19 @@ class DecodeStep::Impl {
       TLT_CUDA_CHECK(TltRotaryCacheWrite(kernel_dtype_, qkv.data_ptr(), w_.cos.data_ptr(),
                                          w_.sin.data_ptr(), positions, rotary, slots, q.data_ptr(),
                                          kc, vc, B, H, KV, D, max_length, stream));
-      TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
-                                        positions, base, mask, slots, attn.data_ptr(),
-                                        ws.data_ptr<float>(), attention_counters_.data_ptr<int>(),
-                                        B, H, KV, D, max_length, stream));
+      if (bk.tree && options_.tree_attention_shared_keys &&
+          TltTreeAttentionSupported(kernel_dtype_, H, KV, D) != 0) {
+        TLT_CUDA_CHECK(TltTreeAttention(kernel_dtype_, q.data_ptr(), kc, vc, positions, base, mask,
+                                        slots, attn.data_ptr(), ws.data_ptr<float>(),
+                                        attention_counters_.data_ptr<int>(), B, H, KV, D,
+                                        max_length, stream));
+      } else {
+        TLT_CUDA_CHECK(TltDecodeAttention(kernel_dtype_, q.data_ptr(), nullptr, nullptr, kc, vc,
+                                          positions, base, mask, slots, attn.data_ptr(),
+                                          ws.data_ptr<float>(),
+                                          attention_counters_.data_ptr<int>(), B, H, KV, D,
+                                          max_length, stream));
+      }
     }
     return attn;
   }

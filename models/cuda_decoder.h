@@ -59,6 +59,10 @@ struct CudaDecoderOptions {
   // tensor-core GEMMs (gpu/skinny_gemm.h) instead of cuBLAS. Off until measured on a GPU
   // (written 2026-11-28 after the last GPU run of that session).
   bool tensor_core_gemm = false;
+  // Tree steps (verification, drafter catch-up and drafting): attention by tiles of rows that
+  // share each key tile they load (gpu/tree_attention.h) instead of a block per row
+  // (TltDecodeAttention). Off until measured on a GPU (written 2026-11-29).
+  bool tree_attention_shared_keys = false;
   // The most rows one step takes (0: the cache's slots). Tree verification puts every node of
   // every request's draft tree in one step, so it needs up to slots x nodes per tree.
   int64_t max_rows = 0;

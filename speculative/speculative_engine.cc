@@ -72,6 +72,7 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
       decoder_options.use_graphs = options.cuda_graphs;
       decoder_options.tensor_core_gemm = options.tensor_core_gemm;
       decoder_options.gemv_max_rows = options.target_gemv_max_rows;
+      decoder_options.tree_attention_shared_keys = options.tree_attention_shared_keys;
       // Verification steps put every node of every tree (<= 64 each) in one step; prefill
       // chunks (models::FusedPrefill) take up to 256 rows.
       decoder_options.max_rows =
@@ -84,6 +85,7 @@ Result<std::unique_ptr<SpeculativeEngine>> SpeculativeEngine::Create(
     if (options.fused_verify && options.device.is_cuda()) {
       models::CudaDecoderOptions drafter_options;
       drafter_options.use_graphs = options.cuda_graphs;
+      drafter_options.tree_attention_shared_keys = options.tree_attention_shared_keys;
       // Catch-up chains and one depth of every request's tree (<= 64 rows each).
       drafter_options.max_rows = options.max_batch_size * 64;
       std::string why;

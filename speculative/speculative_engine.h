@@ -101,6 +101,8 @@ struct SpeculativeEngineOptions {
   // CUDA: models::CudaDecoderOptions::gemv_max_rows for the target's steps (verification of a
   // chain of up to 7 drafts fits the 8-row GEMVs).
   int64_t target_gemv_max_rows = 4;
+  // CUDA: models::CudaDecoderOptions::tree_attention_shared_keys for target and drafter steps.
+  bool tree_attention_shared_keys = false;
   // CUDA (with fused_verify): top-k drafting runs on the device (speculative/device_draft.h),
   // one copy to the host per step instead of one per depth; false: the host loop of
   // DraftTreeBuilder (the reference the tests compare it with).

@@ -11,6 +11,9 @@
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include "gpu/decode_kernels.h"
+#include "gpu/tree_attention.h"
 #endif
 
 #include "models/cuda_decoder.h"
@@ -39,7 +42,8 @@ models::Transformer TinyQwen(uint64_t seed, uint64_t perturb_seed) {
   return model;
 }
 
-TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
+// shared_keys: models::CudaDecoderOptions::tree_attention_shared_keys.
+void CheckTreeRowsMatchTreeForward(bool shared_keys) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   torch::NoGradGuard no_grad;
   models::Transformer model = TinyQwen(3, 4);
@@ -50,6 +54,7 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
   models::KvCache eager_cache(options), fused_cache(options);
   models::CudaDecoderOptions decoder_options;
   decoder_options.max_rows = 2 * 16;
+  decoder_options.tree_attention_shared_keys = shared_keys;
   std::string why;
   auto decoder = models::CudaDecoder::Create(model, &fused_cache, decoder_options, &why);
   if (!decoder) GTEST_SKIP() << "no fused decoder: " << why;
@@ -151,6 +156,108 @@ TEST(FusedVerifyTest, TreeRowsMatchTreeForward) {
   bad[0].tree_base = 10;
   EXPECT_FALSE(decoder->Forward(bad).ok());
 }
+
+TEST(FusedVerifyTest, TreeRowsMatchTreeForward) { CheckTreeRowsMatchTreeForward(false); }
+
+TEST(FusedVerifyTest, TreeRowsMatchTreeForwardWithSharedKeyTiles) {
+  CheckTreeRowsMatchTreeForward(true);
+}
+
+#ifdef TLT_MODELS_CUDA
+// gpu/tree_attention.h against float64 attention over the same (rounded) queries and caches:
+// a 49-node tree late in a long context (several key chunks, so the combine runs), a padding
+// row, and a 5-node chain of another slot, in tiles that straddle them. float32 within 1e-5 of
+// the largest output, bfloat16 within 1e-2 (the output's rounding, 2^-8 relative). A second
+// call gives the same bits (the counters are left zero).
+TEST(FusedVerifyTest, SharedKeyTreeAttentionMatchesReference) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::NoGradGuard no_grad;
+  struct Shape {
+    int64_t H, KV, D;
+  };
+  for (const Shape shape : {Shape{8, 2, 64}, Shape{4, 2, 16}}) {
+    for (const torch::Dtype dtype : {torch::kFloat32, torch::kBFloat16}) {
+      const int64_t H = shape.H, KV = shape.KV, D = shape.D, max_length = 400;
+      SCOPED_TRACE("H " + std::to_string(H) + " D " + std::to_string(D) + " " +
+                   std::string(c10::toString(dtype)));
+      const int kernel_dtype = dtype == torch::kFloat32 ? kTltFloat32 : kTltBFloat16;
+      ASSERT_NE(TltTreeAttentionSupported(kernel_dtype, H, KV, D), 0);
+      torch::manual_seed(17);
+      // Rows: 49 tree nodes of slot 2 at 300.., a padding row, a 5-node chain of slot 0 at 37..
+      std::vector<int64_t> positions, bases, masks, slots;
+      std::vector<int64_t> parents = {-1};
+      for (int64_t i = 1; i < 49; ++i) parents.push_back((i * 7 + 3) % i);
+      for (int64_t i = 0; i < 49; ++i) {
+        uint64_t mask = 0;
+        for (int64_t p = parents[i]; p >= 0; p = parents[p]) mask |= 1ull << p;
+        positions.push_back(300 + i), bases.push_back(300), slots.push_back(2);
+        masks.push_back(static_cast<int64_t>(mask));
+      }
+      positions.push_back(0), bases.push_back(-1), slots.push_back(-1), masks.push_back(0);
+      for (int64_t i = 0; i < 5; ++i) {
+        positions.push_back(37 + i), bases.push_back(37), slots.push_back(0);
+        masks.push_back(i == 0 ? 0 : static_cast<int64_t>(~0ull >> (64 - i)));
+      }
+      const int64_t B = static_cast<int64_t>(positions.size());
+      auto cuda = [](const std::vector<int64_t>& v) {
+        return torch::tensor(v, torch::kInt64).to(torch::kCUDA);
+      };
+      const torch::Tensor pos_d = cuda(positions), base_d = cuda(bases), mask_d = cuda(masks),
+                          slot_d = cuda(slots);
+      auto opts = torch::TensorOptions().dtype(dtype).device(torch::kCUDA);
+      const torch::Tensor q = torch::randn({B, H, D}, opts);
+      const torch::Tensor k_cache = torch::randn({3, max_length, KV, D}, opts);
+      const torch::Tensor v_cache = torch::randn({3, max_length, KV, D}, opts);
+      const int64_t ws_bytes = TltTreeAttentionWorkspaceBytes(B, H, KV, D, max_length);
+      torch::Tensor ws = torch::empty({ws_bytes / 4}, opts.dtype(torch::kFloat32));
+      torch::Tensor counters =
+          torch::zeros({TltDecodeAttentionCounterCount(B, H)}, opts.dtype(torch::kInt32));
+      std::vector<torch::Tensor> outs;
+      for (int call = 0; call < 2; ++call) {
+        torch::Tensor out = torch::full({B, H, D}, 7.0, opts);
+        ASSERT_EQ(TltTreeAttention(kernel_dtype, q.data_ptr(), k_cache.data_ptr(),
+                                   v_cache.data_ptr(), pos_d.data_ptr<int64_t>(),
+                                   base_d.data_ptr<int64_t>(), mask_d.data_ptr<int64_t>(),
+                                   slot_d.data_ptr<int64_t>(), out.data_ptr(),
+                                   ws.data_ptr<float>(), counters.data_ptr<int>(), B, H, KV, D,
+                                   max_length, c10::cuda::getCurrentCUDAStream().stream()),
+                  cudaSuccess);
+        outs.push_back(out.cpu());
+      }
+      EXPECT_TRUE(torch::equal(outs[0], outs[1]));
+      EXPECT_EQ(counters.sum().item<int64_t>(), 0);
+      // The float64 reference, row by row.
+      const torch::Tensor q64 = q.cpu().to(torch::kFloat64);
+      const torch::Tensor k64 = k_cache.cpu().to(torch::kFloat64);
+      const torch::Tensor v64 = v_cache.cpu().to(torch::kFloat64);
+      torch::Tensor want = torch::zeros({B, H, D}, torch::kFloat64);
+      for (int64_t b = 0; b < B; ++b) {
+        if (slots[b] < 0) continue;
+        std::vector<int64_t> visible;
+        for (int64_t k = 0; k <= positions[b]; ++k) {
+          const int64_t j = k - bases[b];
+          if (k < bases[b] || k == positions[b] ||
+              ((static_cast<uint64_t>(masks[b]) >> j) & 1u) != 0) {
+            visible.push_back(k);
+          }
+        }
+        const torch::Tensor index = torch::tensor(visible, torch::kInt64);
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t kvh = h / (H / KV);
+          const torch::Tensor keys = k64[slots[b]].index_select(0, index).select(1, kvh);
+          const torch::Tensor values = v64[slots[b]].index_select(0, index).select(1, kvh);
+          const torch::Tensor p =
+              torch::softmax(keys.matmul(q64[b][h]) / std::sqrt(static_cast<double>(D)), 0);
+          want[b][h] = p.matmul(values);
+        }
+      }
+      const double tolerance = dtype == torch::kFloat32 ? 1e-5 : 1e-2;
+      EXPECT_LT(RelDiff(outs[0], want), tolerance);
+      EXPECT_EQ(outs[0][49].abs().max().item<double>(), 0.0);  // the padding row
+    }
+  }
+}
+#endif
 
 // The drafter through models::CudaDecoder (one kernel concatenating embedding and hidden input,
 // the input projection as a GEMV in small buckets and through cuBLAS in larger ones) against the
