@@ -9,9 +9,17 @@
 // the tree mask, one warp per 8 vectors for the online softmax, then the weighted values.
 //
 // Chunks follow the longest row of a run (rows of one slot): n_tiles tiles in chunks of
-// ceil(n_tiles / S). With one chunk the block writes the output; otherwise each chunk writes
-// its partial (unnormalized sum, max, denominator) and the last block of the (tile, kv head)
-// to finish (a ticket counter over the chunks the tile needs) combines them, a warp per vector.
+// max(2, ceil(n_tiles / S)) tiles. With one chunk the block writes the output; otherwise each
+// chunk writes its partial (unnormalized sum, max, denominator) and the last block of the
+// (tile, kv head) to finish (a ticket counter over the chunks the tile needs) combines them:
+// the chunk weights a warp per vector, then the weighted sums a thread per 4 output elements.
+// Threads whose 4 vectors are all past the run's (a 4-row drafting step has 16) skip the
+// scores and the value sum.
+//
+// Measured on the H200 (seventh session, before the two-tile chunks, the parallel combine and
+// the skipped threads): correct, but slower than TltDecodeAttention below batch 16 of the
+// speculative bench (see docs/benchmarks.md); CudaDecoderOptions::tree_attention_shared_keys
+// keeps it off.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -35,6 +43,7 @@ constexpr int kTileKeys = 64;  // keys per shared-memory tile
 constexpr int kScoreStride = kTileKeys + 4;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxSplits = 64;
+constexpr int kMinChunkTiles = 2;  // a chunk is at least 128 keys: fewer partials to combine
 
 __device__ __forceinline__ float WarpMax(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -97,7 +106,7 @@ struct Run {
 
 __device__ __forceinline__ int ChunkTiles(int64_t keys, int S) {
   const int n_tiles = static_cast<int>((keys + kTileKeys - 1) / kTileKeys);
-  return max(1, (n_tiles + S - 1) / S);
+  return max(kMinChunkTiles, (n_tiles + S - 1) / S);
 }
 
 template <typename T, int kChunks>
@@ -222,7 +231,8 @@ __global__ void __launch_bounds__(kThreads) TreeAttentionKernel(const Args a) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) s[i][j] = 0.f;
       }
-      for (int c = 0; c < P4; ++c) {
+      const bool active = 4 * ty < nq;  // this thread's vectors exist (a uniform branch per 16)
+      for (int c = 0; active && c < P4; ++c) {
         float4 qv[4], kv[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -287,7 +297,7 @@ __global__ void __launch_bounds__(kThreads) TreeAttentionKernel(const Args a) {
           }
         }
       }
-      for (int key = 0; key < n; key += 4) {
+      for (int key = 0; active && key < n; key += 4) {
         float4 p[4];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -358,11 +368,13 @@ __global__ void __launch_bounds__(kThreads) TreeAttentionKernel(const Args a) {
   __syncthreads();
   if (flags[2] == 0) return;
   __threadfence();
+  // Weights w[v][s] = exp(m_s - M) / sum_s exp(m_s - M) l_s into the scores' shared memory (a
+  // warp per vector), then every (vector, 4 elements) sums its chunks with independent loads.
   for (int ri = 0; ri < n_runs; ++ri) {
     const Run run = runs[ri];
-    if (run.slot < 0 || run.used == 1) continue;
-    const int used = run.used;
-    for (int v = warp; v < run.count * G; v += kThreads / 32) {
+    if (run.slot < 0 || run.used == 1) continue;  // uniform: the runs are in shared memory
+    const int used = run.used, nq = run.count * G;
+    for (int v = warp; v < nq; v += kThreads / 32) {
       const int64_t bh = (row0 + run.begin + v / G) * static_cast<int64_t>(H) + kvh * G + v % G;
       const float* ml = a.part_ml + bh * S * 2;
       const float m0 = lane < used ? __ldcg(ml + 2 * lane) : -FLT_MAX;
@@ -372,25 +384,30 @@ __global__ void __launch_bounds__(kThreads) TreeAttentionKernel(const Args a) {
       const float M = WarpMax(fmaxf(m0, m1));
       const float e0 = l0 > 0.f ? __expf(m0 - M) : 0.f, e1 = l1 > 0.f ? __expf(m1 - M) : 0.f;
       const float den = WarpSum(e0 * l0 + e1 * l1);
-      const float w0 = den > 0.f ? e0 / den : 0.f, w1 = den > 0.f ? e1 / den : 0.f;
-      float o[kMaxHeadDim / 32];
-#pragma unroll
-      for (int e = 0; e < kMaxHeadDim / 32; ++e) o[e] = 0.f;
-      for (int s = 0; s < used; ++s) {
-        const float w = __shfl_sync(0xffffffffu, s < 32 ? w0 : w1, s & 31);
-        const float* part = a.part_acc + (bh * S + s) * D;
-#pragma unroll
-        for (int e = 0; e < kMaxHeadDim / 32; ++e) {
-          const int d = lane + 32 * e;
-          if (d < D) o[e] += w * __ldcg(part + d);
-        }
-      }
-#pragma unroll
-      for (int e = 0; e < kMaxHeadDim / 32; ++e) {
-        const int d = lane + 32 * e;
-        if (d < D) out[bh * D + d] = FromFloat<T>(o[e]);
-      }
+      float* w = sc + v * kScoreStride;
+      if (lane < used) w[lane] = den > 0.f ? e0 / den : 0.f;
+      if (lane + 32 < used) w[lane + 32] = den > 0.f ? e1 / den : 0.f;
     }
+    __syncthreads();
+    for (int idx = tid; idx < nq * P4; idx += kThreads) {
+      const int v = idx / P4, chunk = idx - v * P4;
+      const int64_t bh = (row0 + run.begin + v / G) * static_cast<int64_t>(H) + kvh * G + v % G;
+      const float* part = a.part_acc + bh * S * D + 4 * chunk;
+      const float* w = sc + v * kScoreStride;
+      float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+      for (int s = 0; s < used; ++s) {
+        const float4 x = __ldcg(reinterpret_cast<const float4*>(part + static_cast<int64_t>(s) * D));
+        const float ws = w[s];
+        o.x += ws * x.x, o.y += ws * x.y, o.z += ws * x.z, o.w += ws * x.w;
+      }
+      T* dst = out + bh * D + 4 * chunk;
+      dst[0] = FromFloat<T>(o.x);
+      dst[1] = FromFloat<T>(o.y);
+      dst[2] = FromFloat<T>(o.z);
+      dst[3] = FromFloat<T>(o.w);
+    }
+    __syncthreads();  // the next run's weights reuse sc
   }
   if (tid == 0) *counter = 0;
 }
@@ -406,10 +423,12 @@ Plan MakePlan(int64_t B, int64_t H, int64_t KV, int64_t D, int64_t max_length,
   const int64_t G = H / KV;
   p.rows_per_tile = static_cast<int>(std::max<int64_t>(1, kVectors / G));
   p.tiles = static_cast<int>((B + p.rows_per_tile - 1) / p.rows_per_tile);
-  // About two blocks per SM over the (tile, kv head) groups, chunks of at least one tile.
+  // About two blocks per SM over the (tile, kv head) groups, chunks of kMinChunkTiles tiles or
+  // more.
   const int64_t groups = std::max<int64_t>(1, p.tiles * KV);
   const int64_t target = (2 * tlt_gpu::CurrentDevice().sms + groups - 1) / groups;
-  const int64_t by_length = (max_length + kTileKeys - 1) / kTileKeys;
+  const int64_t chunk_keys = static_cast<int64_t>(kMinChunkTiles) * kTileKeys;
+  const int64_t by_length = (max_length + chunk_keys - 1) / chunk_keys;
   p.splits = static_cast<int>(
       std::max<int64_t>(1, std::min<int64_t>({kMaxSplits, target, by_length})));
   p.smem = static_cast<size_t>(kVectors) * D * sizeof(float) +
