@@ -40,6 +40,7 @@ namespace {
 using tlt_gpu::FromFloat;
 using tlt_gpu::Round;
 using tlt_gpu::ToFloat;
+using tlt_gpu::WarpMax;
 using tlt_gpu::WarpSum;
 
 constexpr int kThreads = 128;
@@ -48,11 +49,6 @@ constexpr int kMaxGroup = 16;
 constexpr int kMaxHeadDim = 256;
 constexpr int kKeyLanes = 8;                        // lanes that score one key together
 constexpr int kKeysPerPass = kThreads / kKeyLanes;  // 16 keys scored at once
-
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 // Two consecutive elements (p even-aligned) as floats.
 __device__ __forceinline__ float2 LoadPair(const float* p) {

@@ -4,8 +4,8 @@
 // compute in float: ToFloat<T> widens a stored value, FromFloat<T> narrows a float to T with
 // round-to-nearest-even, and Round<T> does both, which is the rounding an eager LibTorch op
 // in T applies to its result. Only these three element types are defined.
-// WarpSum reduces across the 32 lanes of a full warp (all lanes must call it) and returns the
-// sum in every lane.
+// WarpSum and WarpMax reduce across the 32 lanes of a full warp (all lanes must call them) and
+// return the result in every lane.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -52,6 +52,12 @@ __device__ __forceinline__ float Round(float x) {
 // Sum of `v` over the 32 lanes of a full warp, in every lane (xor butterfly).
 __device__ __forceinline__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Maximum of `v` over the 32 lanes of a full warp, in every lane.
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 

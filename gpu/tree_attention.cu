@@ -35,6 +35,7 @@
 namespace {
 
 using tlt_gpu::FromFloat;
+using tlt_gpu::WarpMax;
 using tlt_gpu::WarpSum;
 
 constexpr int kThreads = 256;
@@ -44,11 +45,6 @@ constexpr int kScoreStride = kTileKeys + 4;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxSplits = 64;
 constexpr int kMinChunkTiles = 2;  // a chunk is at least 128 keys: fewer partials to combine
-
-__device__ __forceinline__ float WarpMax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 // Four consecutive elements as floats (16-byte aligned for float, 8-byte for 16-bit types).
 __device__ __forceinline__ float4 Load4(const float* p) {
