@@ -3,13 +3,17 @@
 // what the kernel costs inside the engine's graph (launch gaps included), and GB/s its weight
 // bytes over that time. Also the whole layer chain (q/k/v GEMV, attention, o_proj GEMV,
 // gate/up GEMV, down GEMV) x layers, for comparison with the engine's step, and the attention
-// kernel alone at 1 and 32 rows over contexts of 64 to 8000 keys.
+// kernel alone at 1 and 32 rows over contexts of 64 to 8000 keys, and tree attention
+// (speculative verification: 49-node draft trees of 1, 4 and 16 requests after 200, 800 and 3000
+// cached keys) with the per-row kernel (TltDecodeAttention's tree form) and the shared-key tiles
+// (TltTreeAttention, gpu/tree_attention.h) side by side.
 //   decode_kernels_bench [--rows 1] [--hidden 896 --heads 14 --kv-heads 2 --head-dim 64
 //     --intermediate 4864 --vocab 151936 --layers 24 --context 200]
 // Prints one JSON object. CUDA only, no LibTorch (gpu/ kernels and the CUDA runtime).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -19,6 +23,7 @@
 
 #include "gpu/decode_kernels.h"
 #include "gpu/gemv_kernels.h"
+#include "gpu/tree_attention.h"
 
 namespace {
 
@@ -227,7 +232,65 @@ int main(int argc, char** argv) {
           reps, s);
     }
   }
-  std::printf("{\"rows\": %ld, \"layers\": %ld, \"attention_us_by_context\": {", R, L);
+  // Tree attention: every request's 49 nodes in one call (node i at context + i, its ancestors
+  // from a fixed parent pattern), q already rotated.
+  std::map<std::string, double> tree_us;
+  const long nodes = 49, tree_len = 4096;
+  for (long requests : {1L, 4L, 16L}) {
+    const long rows = requests * nodes;
+    void* kt = DeviceBuffer(requests * tree_len * KV * D * e);
+    void* vt = DeviceBuffer(requests * tree_len * KV * D * e);
+    void* qt = DeviceBuffer(rows * H * D * e);
+    void* ot = DeviceBuffer(rows * H * D * e);
+    float* ws_row = static_cast<float*>(
+        DeviceBuffer(TltDecodeAttentionWorkspaceBytes(rows, H, KV, D, tree_len)));
+    float* ws_tile = static_cast<float*>(
+        DeviceBuffer(TltTreeAttentionWorkspaceBytes(rows, H, KV, D, tree_len)));
+    int* nt = static_cast<int*>(DeviceBuffer(TltDecodeAttentionCounterCount(rows, H) * 4));
+    // positions, tree bases, masks, slots: [4][rows]
+    int64_t* fields = static_cast<int64_t*>(DeviceBuffer(4 * rows * 8));
+    for (long context : {200L, 800L, 3000L}) {
+      std::vector<int64_t> host(4 * rows);
+      for (long r = 0; r < requests; ++r) {
+        std::vector<long> parent(nodes, -1);
+        for (long i = 0; i < nodes; ++i) {
+          const long row = r * nodes + i;
+          if (i > 0) parent[i] = (i * 7 + 3) % i;
+          uint64_t mask = 0;
+          for (long a = parent[i]; a >= 0; a = parent[a]) mask |= 1ull << a;
+          host[row] = context + i;
+          host[rows + row] = context;
+          host[2 * rows + row] = static_cast<int64_t>(mask);
+          host[3 * rows + row] = r;
+        }
+      }
+      CHECK_CUDA(cudaMemcpy(fields, host.data(), 4 * rows * 8, cudaMemcpyHostToDevice));
+      const std::string key = "req" + std::to_string(requests) + "_ctx" + std::to_string(context);
+      tree_us["per_row_" + key] = GraphMicros(
+          [&](cudaStream_t st) {
+            CHECK_CUDA(TltDecodeAttention(dt, qt, nullptr, nullptr, kt, vt, fields,
+                                          fields + rows, fields + 2 * rows, fields + 3 * rows,
+                                          ot, ws_row, nt, rows, H, KV, D, tree_len, st));
+          },
+          reps, s);
+      if (TltTreeAttentionSupported(dt, H, KV, D) != 0) {
+        tree_us["shared_keys_" + key] = GraphMicros(
+            [&](cudaStream_t st) {
+              CHECK_CUDA(TltTreeAttention(dt, qt, kt, vt, fields, fields + rows,
+                                          fields + 2 * rows, fields + 3 * rows, ot, ws_tile, nt,
+                                          rows, H, KV, D, tree_len, st));
+            },
+            reps, s);
+      }
+    }
+  }
+  std::printf("{\"rows\": %ld, \"layers\": %ld, \"tree_attention_us\": {", R, L);
+  bool first_tree = true;
+  for (const auto& [name, us] : tree_us) {
+    std::printf("%s\"%s\": %.2f", first_tree ? "" : ", ", name.c_str(), us);
+    first_tree = false;
+  }
+  std::printf("}, \"attention_us_by_context\": {");
   bool first_context = true;
   for (const auto& [name, us] : by_context) {
     std::printf("%s\"%s\": %.2f", first_context ? "" : ", ", name.c_str(), us);

@@ -5,7 +5,9 @@
 # `models` builds only models_tests and engine_bench (faster) and runs models_tests on CUDA;
 # `engine` runs only bench/gpu_engine.sh; `spec` builds the speculative targets, runs the
 # speculative tests that exercise the fused kernels on CUDA (not the long statistical ones) and
-# bench/gpu_speculative.sh (SPEC_BENCH_ARGS adds flags, e.g. "--batch-sizes 1,4,16").
+# bench/gpu_speculative.sh (SPEC_BENCH_ARGS adds flags, e.g. "--batch-sizes 1,4,16"); `kernels`
+# builds only bench/decode_kernels_bench (no LibTorch code: fast) and runs it with the speculative
+# bench target's shapes (KERNEL_BENCH_ARGS replaces them), tree attention kernels side by side.
 # Configures against PyTorch's CUDA LibTorch, builds with every core, runs ctest, makes the
 # Hugging Face reference fixtures (tarred into $OUT/hf_fixtures.tar.gz) and, when asked,
 # the GPU benchmarks. Logs land in $OUT (the device tool brings back 8 files at most).
@@ -34,6 +36,7 @@ if ! want tests; then
   want models && targets+=(models_tests engine_bench)
   want engine && targets+=(engine_bench decode_kernels_bench)
   want spec && targets+=(speculative_tests speculative_bench tlt)
+  want kernels && targets+=(decode_kernels_bench)
   [ ${#targets[@]} -gt 0 ] && targets=(--target "${targets[@]}")
 fi
 if ! cmake --build /tmp/build -j "$(nproc)" "${targets[@]}" >> "$OUT/build.log" 2>&1; then
@@ -83,6 +86,12 @@ if want spec; then
   note "== bench/gpu_speculative.sh ${SPEC_BENCH_ARGS:-}"
   # shellcheck disable=SC2086
   timeout 400 bash bench/gpu_speculative.sh /tmp/build "$OUT" ${SPEC_BENCH_ARGS:-} 2>&1 | tail -30 | tee -a "$summary"
+fi
+
+if want kernels; then  # per-kernel timings only (bench/decode_kernels_bench)
+  note "== bench/decode_kernels_bench ${KERNEL_BENCH_ARGS:=--hidden 1024 --heads 16 --kv-heads 4 --intermediate 2816 --vocab 16}"
+  # shellcheck disable=SC2086
+  /tmp/build/bench/decode_kernels_bench $KERNEL_BENCH_ARGS 2>&1 | tee "$OUT/decode_kernels_bench.json" | tee -a "$summary"
 fi
 
 if want bench; then
